@@ -101,6 +101,8 @@ type Decoder struct {
 	pending *Header
 	active  *stringReader
 	capture *captureBuf
+	// inputLen is the size of an in-memory input (ToDER), 0 for streams.
+	inputLen int64
 }
 
 type captureBuf struct {

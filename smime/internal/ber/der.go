@@ -12,6 +12,7 @@ import (
 // signature is checked over the bytes as received.
 func ToDER(ber []byte) ([]byte, error) {
 	d := NewDecoder(bytes.NewReader(ber))
+	d.inputLen = int64(len(ber))
 	h, err := d.Next()
 	if err != nil {
 		return nil, err
@@ -38,6 +39,9 @@ func isString(tag int) bool {
 
 func (d *Decoder) derElement(h Header, out []byte) ([]byte, error) {
 	if !h.Constructed {
+		if h.Length > d.inputLen-d.off {
+			return nil, syntaxErr("%v element of %d bytes overruns the input", h, h.Length)
+		}
 		out = AppendHeader(out, h.Class, h.Tag, false, h.Length)
 		start := len(out)
 		out = append(out, make([]byte, h.Length)...)
