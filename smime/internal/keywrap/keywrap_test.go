@@ -187,3 +187,29 @@ func TestWrapDoesNotModifyInput(t *testing.T) {
 		t.Error("Wrap or Unwrap modified its input")
 	}
 }
+
+// FuzzUnwrap checks that Unwrap never panics, and that whatever Wrap accepts
+// unwraps to the original key while any single-bit change is detected.
+func FuzzUnwrap(f *testing.F) {
+	f.Add(make([]byte, 16), make([]byte, 24), uint16(0))
+	f.Add(make([]byte, 32), []byte("0123456789abcdef0123456789abcdef"), uint16(77))
+	f.Fuzz(func(t *testing.T, kek, data []byte, flip uint16) {
+		// Arbitrary input to Unwrap: an error or a key, never a panic.
+		if key, err := Unwrap(kek, data); err == nil && len(key) != len(data)-8 {
+			t.Fatalf("Unwrap returned %d bytes from %d", len(key), len(data))
+		}
+		wrapped, err := Wrap(kek, data)
+		if err != nil {
+			return
+		}
+		got, err := Unwrap(kek, wrapped)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("round trip failed: %v", err)
+		}
+		bit := int(flip) % (8 * len(wrapped))
+		wrapped[bit/8] ^= 1 << (bit % 8)
+		if _, err := Unwrap(kek, wrapped); !errors.Is(err, ErrIntegrity) {
+			t.Fatalf("flipped bit %d: error %v, want ErrIntegrity", bit, err)
+		}
+	})
+}
