@@ -13,6 +13,9 @@ needs=(
   "/usr/lib/thunderbird/libsmime3.so thunderbird"
   "gpgsm gpgsm"
   "gpg-agent gpg-agent"
+  "tmux tmux"
+  "pinentry-tty pinentry-tty"
+  "pinentry-curses pinentry-curses"
 )
 
 missing=()
