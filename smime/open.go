@@ -1,0 +1,633 @@
+package smime
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/smimed/smimed/smime/cms"
+)
+
+// DecryptionKey is the key FindKey offers for one of a message's
+// recipients.
+type DecryptionKey struct {
+	// Certificate is the recipient certificate the key belongs to.
+	Certificate *x509.Certificate
+	// PrivateKey is a crypto.Decrypter (RSA) or a cms.KeyAgreer (EC).
+	PrivateKey crypto.PrivateKey
+}
+
+// OpenOptions configure Open and Verify.
+type OpenOptions struct {
+	// Roots are the trust anchors; the system roots when nil. An empty
+	// pool trusts nothing.
+	Roots *x509.CertPool
+	// Intermediates are extra intermediate certificates for chain
+	// building; the certificates in the message are always used too.
+	Intermediates *x509.CertPool
+	// Now is the time certificates are checked at; time.Now() when zero.
+	Now time.Time
+	// From is the address the signer must match; the message's From
+	// header when empty.
+	From string
+	// FindKey returns the key for one of the recipients of an encrypted
+	// layer. Returning ErrNoKey (or a nil key) reports decryption
+	// "no-key". When FindKey is nil, encrypted layers are not decrypted
+	// (Verify).
+	FindKey func(ctx context.Context, recipients []cms.RecipientInfo) (*DecryptionKey, error)
+	// SpoolDir is where authenticated (GCM) content waits, encrypted,
+	// until its tag has been checked; the system's temporary directory
+	// when empty.
+	SpoolDir string
+	// MaxLayers bounds the number of nested S/MIME layers; 8 when 0.
+	MaxLayers int
+	// MaxHeaderBytes bounds each header section; 1 MiB when 0.
+	MaxHeaderBytes int
+}
+
+// Open processes every S/MIME layer of the message read from msg, from the
+// outside in: multipart/signed, application/pkcs7-mime with smime-type
+// signed-data, enveloped-data, authEnveloped-data or certs-only, the older
+// application/x-pkcs7-* names, and .p7m/.p7c name parameters without
+// smime-type. It writes the innermost protected MIME entity to dst and
+// reports each layer in Status.
+//
+// dst only ever receives the bytes that the innermost layer protected,
+// exactly as they were protected: never the unprotected header fields
+// outside it, never unprotected parts beside it. If the top-level entity
+// is not an S/MIME layer (a plain message, or a multipart/mixed holding an
+// S/MIME part next to plain parts), Open writes nothing and returns
+// ErrNotSMIME: the caller must show such a message as unprotected.
+//
+// Content streams to dst before the signature that covers it has been
+// checked (memory does not depend on the message's size): the caller must
+// hold what dst received until Open returns, and discard it on error. GCM
+// content is released only after its tag has been checked.
+//
+// Signature outcomes are reported in Status, not as errors. An error is
+// returned only when processing could not go on (malformed, unsupported,
+// no key, decryption failed, cancelled); Status is then still returned,
+// with Status.Error set.
+func Open(ctx context.Context, dst io.Writer, msg io.Reader, opts OpenOptions) (st *Status, err error) {
+	o := &opener{ctx: ctx, opts: opts}
+	defer func() {
+		if p := recover(); p != nil {
+			if !catchPanics {
+				panic(p)
+			}
+			err = badf("internal error while reading the message: %v", p)
+			// Stop every layer still running, and wait for them, before
+			// their state is read.
+			for _, pr := range o.pipes {
+				pr.CloseWithError(err)
+			}
+			o.wg.Wait()
+			st = o.status(err)
+		}
+	}()
+	if o.opts.MaxLayers <= 0 {
+		o.opts.MaxLayers = 8
+	}
+	if o.opts.MaxHeaderBytes <= 0 {
+		o.opts.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	if o.opts.Now.IsZero() {
+		o.opts.Now = time.Now()
+	}
+	err = o.run(ctxWriter{ctx, dst}, ctxReader{ctx, msg}, 0)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		err = classify(err)
+	}
+	return o.status(err), err
+}
+
+// Verify is Open without decryption: encrypted layers are reported, not
+// opened.
+func Verify(ctx context.Context, dst io.Writer, msg io.Reader, opts OpenOptions) (*Status, error) {
+	opts.FindKey = nil
+	return Open(ctx, dst, msg, opts)
+}
+
+// layerState is one layer while it is processed. Each is written only by
+// the goroutine processing it, and read after that goroutine ended.
+type layerState struct {
+	Layer
+	decryption string
+	certs      []*x509.Certificate
+	done       bool
+}
+
+// opener holds the state of one Open call.
+type opener struct {
+	ctx    context.Context
+	opts   OpenOptions
+	from   string
+	layers []*layerState
+	pipes  []*io.PipeReader
+	wg     sync.WaitGroup
+}
+
+// catchPanics turns a panic while reading a message into ErrBadMessage, so
+// that the daemon keeps serving. The fuzz tests turn it off to see panics.
+var catchPanics = true
+
+// entity kinds.
+type entityKind int
+
+const (
+	kindPlain entityKind = iota
+	kindDetached
+	kindPKCS7
+)
+
+// kindOf says whether h starts an S/MIME layer.
+func kindOf(h *header) (entityKind, string, map[string]string, error) {
+	mt, params, err := h.contentType()
+	if err != nil {
+		return kindPlain, "", nil, err
+	}
+	switch mt {
+	case "multipart/signed":
+		switch strings.ToLower(params["protocol"]) {
+		case "application/pkcs7-signature", "application/x-pkcs7-signature", "":
+			return kindDetached, mt, params, nil
+		}
+		return kindPlain, mt, params, nil
+	case "application/pkcs7-mime", "application/x-pkcs7-mime":
+		return kindPKCS7, mt, params, nil
+	}
+	if !strings.HasPrefix(mt, "multipart/") && !strings.HasPrefix(mt, "text/") && !strings.HasPrefix(mt, "message/") {
+		name := strings.ToLower(h.fileName(params))
+		if strings.HasSuffix(name, ".p7m") || strings.HasSuffix(name, ".p7c") || strings.HasSuffix(name, ".p7z") {
+			return kindPKCS7, mt, params, nil
+		}
+	}
+	return kindPlain, mt, params, nil
+}
+
+// run processes the entity read from r at nesting depth: an S/MIME layer
+// is processed in a goroutine that writes its inner entity into a pipe,
+// which run reads recursively; the innermost entity goes to dst.
+func (o *opener) run(dst io.Writer, r io.Reader, depth int) error {
+	br := bufio.NewReaderSize(r, bufSize)
+	h, err := readHeader(br, o.opts.MaxHeaderBytes)
+	if err != nil {
+		return err
+	}
+	if depth == 0 {
+		if h.empty {
+			return badf("empty message")
+		}
+		o.from = o.opts.From
+		if o.from == "" {
+			o.from = h.get("From")
+		}
+	}
+	if h.empty {
+		// A layer with no content inside (certs-only).
+		return nil
+	}
+	kind, mt, params, err := kindOf(h)
+	if err != nil {
+		return err
+	}
+	if kind == kindPlain {
+		if depth == 0 {
+			if strings.HasPrefix(mt, "multipart/") && mt != "multipart/signed" {
+				return errorf(ErrNotSMIME, "the message is %s: any S/MIME part inside it is beside unprotected parts and is not opened", mt)
+			}
+			if mt == "multipart/signed" {
+				return errorf(ErrNotSMIME, "multipart/signed with protocol %q is not S/MIME", params["protocol"])
+			}
+			return errorf(ErrNotSMIME, "the message is %s, not signed or encrypted with S/MIME", mt)
+		}
+		if _, err := dst.Write(h.raw); err != nil {
+			return err
+		}
+		_, err := io.Copy(dst, br)
+		return err
+	}
+	if len(o.layers) >= o.opts.MaxLayers {
+		return errorf(ErrTooDeep, "more than %d nested S/MIME layers", o.opts.MaxLayers)
+	}
+	l := &layerState{}
+	o.layers = append(o.layers, l)
+	pr, pw := io.Pipe()
+	o.pipes = append(o.pipes, pr)
+	done := make(chan error, 1)
+	o.wg.Add(1)
+	go func() {
+		var err error
+		defer o.wg.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				if !catchPanics {
+					panic(p)
+				}
+				err = badf("internal error while reading the message: %v", p)
+			}
+			if err != nil && l.Error == "" {
+				l.Error = classify(err).Error()
+			}
+			l.done = err == nil
+			pw.CloseWithError(err)
+			done <- err
+		}()
+		if kind == kindDetached {
+			err = o.detached(l, h, params, br, pw)
+		} else {
+			err = o.pkcs7(l, h, params, br, pw)
+		}
+	}()
+	innerErr := o.run(dst, pr, depth+1)
+	if innerErr != nil {
+		pr.CloseWithError(innerErr)
+	} else if _, err := io.Copy(io.Discard, pr); err != nil {
+		innerErr = err
+	}
+	if layerErr := <-done; layerErr != nil {
+		return layerErr
+	}
+	return innerErr
+}
+
+// detached processes multipart/signed.
+func (o *opener) detached(l *layerState, h *header, params map[string]string, br *bufio.Reader, pw *io.PipeWriter) error {
+	l.Type, l.Form = LayerSigned, FormDetached
+	mr, err := newMultipartReader(br, params["boundary"])
+	if err != nil {
+		return err
+	}
+	if err := mr.Next(); err == io.EOF {
+		return badf("multipart/signed has no parts")
+	} else if err != nil {
+		return err
+	}
+	hashes := cms.ParseMicalg(params["micalg"])
+	if len(hashes) == 0 {
+		hashes = []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512}
+	} else {
+		hashes = append(hashes, crypto.SHA256)
+	}
+	dd := newDualDigest(hashes)
+	if _, err := io.Copy(io.MultiWriter(dd, pw), mr); err != nil {
+		return err
+	}
+	// The inner entity is complete: let the next layer finish.
+	pw.Close()
+
+	if err := mr.Next(); err == io.EOF {
+		return badf("multipart/signed has no signature part")
+	} else if err != nil {
+		return err
+	}
+	sr := bufio.NewReaderSize(mr, 16<<10)
+	sh, err := readHeader(sr, o.opts.MaxHeaderBytes)
+	if err != nil {
+		return err
+	}
+	smt, _, err := sh.contentType()
+	if err != nil {
+		return err
+	}
+	if sh.empty || (smt != "application/pkcs7-signature" && smt != "application/x-pkcs7-signature") {
+		return badf("the second part of multipart/signed is %s, not application/pkcs7-signature", smt)
+	}
+	dec, err := transferDecoder(sr, sh.transferEncoding(), "signature part")
+	if err != nil {
+		return err
+	}
+	sdr, err := cms.NewSignedDataReader(dec)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, sdr.Content()); err != nil {
+		return err
+	}
+	sd, embedded, err := sdr.Finish()
+	if err != nil {
+		return err
+	}
+	// Anything after the SignedData in the part (trailing whitespace).
+	if _, err := io.Copy(io.Discard, dec); err != nil {
+		return err
+	}
+	if err := mr.Next(); err == nil {
+		return badf("multipart/signed has more than two parts")
+	} else if err != io.EOF {
+		return err
+	}
+	l.certs = sd.Certificates
+	canon, raw := dd.sums()
+	if len(sd.Signers) == 0 {
+		l.Signers = []SignerResult{{Outcome: OutcomeBad, Reason: "the signature part holds no signer"}}
+		return nil
+	}
+	for _, si := range sd.Signers {
+		res := o.evalSigner(si, sd, canon, raw)
+		if !sd.Detached {
+			e := embedded[si.Hash]
+			if e == nil || (!equalBytes(e, canon[si.Hash]) && (raw == nil || !equalBytes(e, raw[si.Hash]))) {
+				res.Outcome = OutcomeBad
+				res.Reason = "the detached part and the content embedded in the signature differ (the message was re-wrapped)"
+			}
+		}
+		l.Signers = append(l.Signers, res)
+	}
+	return nil
+}
+
+// Content types recognised at the start of a pkcs7-mime body.
+var (
+	oidSignedData        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
+	oidEnvelopedData     = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 3}
+	oidAuthEnvelopedData = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 23}
+	oidCompressedData    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 9}
+)
+
+// sniffContentType reads the contentType of the ContentInfo at the start
+// of br without consuming it.
+func sniffContentType(br *bufio.Reader) (asn1.ObjectIdentifier, error) {
+	b, err := br.Peek(32)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	if len(b) == 0 {
+		return nil, badf("application/pkcs7-mime with an empty body")
+	}
+	if len(b) < 4 || b[0] != 0x30 {
+		return nil, badf("application/pkcs7-mime body is not a CMS ContentInfo")
+	}
+	i := 2
+	switch l := b[1]; {
+	case l == 0x80, l < 0x80:
+	case l > 0x80 && l <= 0x84:
+		i += int(l - 0x80)
+	default:
+		return nil, badf("application/pkcs7-mime body is not a CMS ContentInfo")
+	}
+	if i+2 > len(b) || b[i] != 0x06 || int(b[i+1]) > 0x7f || i+2+int(b[i+1]) > len(b) {
+		return nil, badf("application/pkcs7-mime body is not a CMS ContentInfo")
+	}
+	var oid asn1.ObjectIdentifier
+	if _, err := asn1.Unmarshal(b[i:i+2+int(b[i+1])], &oid); err != nil {
+		return nil, badf("application/pkcs7-mime body: bad content type: %v", err)
+	}
+	return oid, nil
+}
+
+// pkcs7 processes application/pkcs7-mime: signed-data, certs-only,
+// enveloped-data or authEnveloped-data, whatever the body holds.
+func (o *opener) pkcs7(l *layerState, h *header, params map[string]string, br *bufio.Reader, pw *io.PipeWriter) error {
+	// What smime-type announces, until the content says what it is.
+	switch strings.ToLower(params["smime-type"]) {
+	case "signed-data":
+		l.Type = LayerSigned
+	case "enveloped-data":
+		l.Type = LayerEnveloped
+	case "authenveloped-data":
+		l.Type = LayerAuthEnveloped
+	case "certs-only":
+		l.Type = LayerCertsOnly
+	default:
+		l.Type = "unknown"
+	}
+	dec, err := transferDecoder(br, h.transferEncoding(), "application/pkcs7-mime body")
+	if err != nil {
+		return err
+	}
+	body := bufio.NewReaderSize(dec, 32<<10)
+	oid, err := sniffContentType(body)
+	if err != nil {
+		return err
+	}
+	switch {
+	case oid.Equal(oidSignedData):
+		return o.opaque(l, body, pw)
+	case oid.Equal(oidEnvelopedData):
+		l.Type = LayerEnveloped
+		return o.enveloped(l, body, pw)
+	case oid.Equal(oidAuthEnvelopedData):
+		l.Type = LayerAuthEnveloped
+		return o.enveloped(l, body, pw)
+	case oid.Equal(oidCompressedData):
+		l.Type = "compressed"
+		return errorf(ErrUnsupported, "compressed-data (RFC 3274) is not supported")
+	}
+	l.Type = "unknown"
+	return errorf(ErrUnsupported, "application/pkcs7-mime holding content type %v", oid)
+}
+
+// opaque processes signed-data (and certs-only) inside pkcs7-mime: the
+// content streams to the next layer while it is hashed.
+func (o *opener) opaque(l *layerState, body io.Reader, pw *io.PipeWriter) error {
+	l.Type, l.Form = LayerSigned, FormOpaque
+	sdr, err := cms.NewSignedDataReader(body)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(pw, sdr.Content()); err != nil {
+		return err
+	}
+	pw.Close()
+	sd, digests, err := sdr.Finish()
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		return err
+	}
+	l.certs = sd.Certificates
+	if sd.CertsOnly() {
+		l.Type, l.Form = LayerCertsOnly, ""
+		if !sd.Detached {
+			return badf("certs-only message with content but no signer")
+		}
+		return nil
+	}
+	if sd.Detached {
+		return badf("signed-data without content outside multipart/signed")
+	}
+	for _, si := range sd.Signers {
+		l.Signers = append(l.Signers, o.evalSigner(si, sd, digests, nil))
+	}
+	return nil
+}
+
+// enveloped decrypts enveloped-data or authEnveloped-data.
+func (o *opener) enveloped(l *layerState, body io.Reader, pw *io.PipeWriter) (err error) {
+	l.decryption = DecryptionFail
+	er, err := cms.NewEnvelopedReader(body)
+	if err != nil {
+		return err
+	}
+	l.Cipher = er.Cipher().String()
+	recips := er.Recipients()
+	if o.opts.FindKey == nil {
+		l.decryption = DecryptionNoKey
+		return errorf(ErrNoKey, "decryption was not requested; the message is encrypted for %s", describeRecipients(recips))
+	}
+	key, err := o.opts.FindKey(o.ctx, recips)
+	switch {
+	case errors.Is(err, ErrNoKey), err == nil && (key == nil || key.PrivateKey == nil):
+		l.decryption = DecryptionNoKey
+		if err != nil {
+			return fmt.Errorf("%w (the message is encrypted for %s)", err, describeRecipients(recips))
+		}
+		return errorf(ErrNoKey, "no key for any recipient; the message is encrypted for %s", describeRecipients(recips))
+	case err != nil:
+		return err
+	}
+	rc, err := er.Decrypt(key.PrivateKey, key.Certificate, cms.DecryptOptions{SpoolDir: o.opts.SpoolDir})
+	if err != nil {
+		if errors.Is(err, cms.ErrNoRecipient) {
+			l.decryption = DecryptionNoKey
+		}
+		return err
+	}
+	defer rc.Close()
+	if _, err := io.Copy(pw, rc); err != nil {
+		return err
+	}
+	if err := rc.Close(); err != nil {
+		return err
+	}
+	pw.Close()
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		return err
+	}
+	l.decryption = DecryptionOK
+	return nil
+}
+
+// describeRecipients names recipients for an error message.
+func describeRecipients(rs []cms.RecipientInfo) string {
+	if len(rs) == 0 {
+		return "no recipient"
+	}
+	var names []string
+	for i, r := range rs {
+		if i == 4 {
+			names = append(names, fmt.Sprintf("%d more", len(rs)-i))
+			break
+		}
+		names = append(names, describeRecipient(r))
+	}
+	return strings.Join(names, ", ")
+}
+
+func describeRecipient(r cms.RecipientInfo) string {
+	if r.IssuerAndSerial != nil {
+		var ias struct {
+			Issuer asn1.RawValue
+			Serial asn1.RawValue
+		}
+		if _, err := asn1.Unmarshal(r.IssuerAndSerial, &ias); err == nil {
+			var rdn pkix.RDNSequence
+			if _, err := asn1.Unmarshal(ias.Issuer.FullBytes, &rdn); err == nil {
+				var name pkix.Name
+				name.FillFromRDNSequence(&rdn)
+				return fmt.Sprintf("certificate %X issued by %s (%s)", ias.Serial.Bytes, name.String(), r.KeyAlgorithm)
+			}
+		}
+	}
+	if r.SubjectKeyID != nil {
+		return fmt.Sprintf("key id %X (%s)", r.SubjectKeyID, r.KeyAlgorithm)
+	}
+	return r.Kind + " recipient"
+}
+
+// status builds the Status from the layers, after every goroutine ended.
+func (o *opener) status(err error) *Status {
+	st := &Status{
+		Signature:  OutcomeNone,
+		Revocation: "not-checked",
+		Decryption: DecryptionNone,
+		Layers:     []Layer{},
+	}
+	var innermostSigned *layerState
+	for _, l := range o.layers {
+		st.Layers = append(st.Layers, l.Layer)
+		st.Certificates = append(st.Certificates, l.certs...)
+		switch l.Type {
+		case LayerSigned:
+			st.Signed = true
+			innermostSigned = l
+		case LayerEnveloped, LayerAuthEnveloped:
+			st.Encrypted = true
+			d := l.decryption
+			if d == "" {
+				d = DecryptionFail
+			}
+			if st.Decryption == DecryptionNone || st.Decryption == DecryptionOK {
+				st.Decryption = d
+			}
+		}
+	}
+	if l := innermostSigned; l != nil {
+		switch {
+		case len(l.Signers) == 0:
+			// The layer stopped before its signature was checked.
+			st.Signature = OutcomeBad
+		default:
+			pick := l.Signers[0]
+			for _, s := range l.Signers {
+				if s.Outcome == OutcomeGood {
+					pick = s
+					break
+				}
+			}
+			st.Signature = pick.Outcome
+			if pick.Certificate != nil {
+				st.Signer = &SignerIdentity{Email: pick.Email, Subject: pick.Subject, SHA256: pick.SHA256}
+			}
+		}
+	}
+	if err != nil {
+		st.Error = err.Error()
+	}
+	return st
+}
+
+// addressOf returns the bare address of a From header value, "" when it
+// has none.
+func addressOf(from string) string {
+	from = strings.TrimSpace(from)
+	if from == "" {
+		return ""
+	}
+	if list, err := mail.ParseAddressList(from); err == nil && len(list) > 0 {
+		return list[0].Address
+	}
+	if a, err := mail.ParseAddress(from); err == nil {
+		return a.Address
+	}
+	// Not RFC 5322 (encoded words in odd places): take what is between
+	// angle brackets, or the whole value if it looks like an address.
+	if i := strings.LastIndexByte(from, '<'); i >= 0 {
+		if j := strings.IndexByte(from[i:], '>'); j > 0 {
+			return strings.TrimSpace(from[i+1 : i+j])
+		}
+	}
+	if strings.Contains(from, "@") && !strings.ContainsAny(from, " \t") {
+		return from
+	}
+	return ""
+}
+
+func equalBytes(a, b []byte) bool {
+	return a != nil && b != nil && string(a) == string(b)
+}

@@ -1,0 +1,137 @@
+package smime
+
+import (
+	"crypto/x509"
+	"time"
+
+	"github.com/smimed/smimed/smime/cms"
+)
+
+// Signature outcomes, per signer and in Status.Signature, from worst to
+// best. A signer gets the first that applies.
+const (
+	// OutcomeBad: the content was changed after signing, the signature
+	// value is wrong, the signer's certificate is not in the message, or
+	// the detached part and an embedded content differ.
+	OutcomeBad = "bad"
+	// OutcomeWeak: the signature is intact but uses MD5, SHA-1 or an RSA
+	// key shorter than 2048 bits; never shown as good.
+	OutcomeWeak = "weak-algorithm"
+	// OutcomeExpired: the signer's certificate is not valid now (expired
+	// or not yet valid).
+	OutcomeExpired = "expired"
+	// OutcomeUntrusted: no chain to a trust anchor, or the certificate is
+	// not meant for signing mail (key usage, extended key usage).
+	OutcomeUntrusted = "untrusted"
+	// OutcomeRevoked is reserved for revocation checking, which this
+	// package does not do yet.
+	OutcomeRevoked = "revoked"
+	// OutcomeEmailMismatch: a good signature whose certificate does not
+	// name the message's From address.
+	OutcomeEmailMismatch = "email-mismatch"
+	// OutcomeGood: intact, trusted, valid, and from the sender.
+	OutcomeGood = "good"
+	// OutcomeNone: the message is not signed (Status.Signature only).
+	OutcomeNone = "none"
+)
+
+// Decryption results in Status.Decryption.
+const (
+	DecryptionOK    = "ok"
+	DecryptionNoKey = "no-key"
+	DecryptionFail  = "failed"
+	DecryptionNone  = "none"
+)
+
+// Layer types and forms in Layer.
+const (
+	LayerSigned        = "signed"
+	LayerEnveloped     = "enveloped"
+	LayerAuthEnveloped = "auth-enveloped"
+	LayerCertsOnly     = "certs-only"
+
+	FormDetached = "detached"
+	FormOpaque   = "opaque"
+)
+
+// Status reports what Open found, in the JSON shape of DESIGN.md's status
+// object. More fields may be added; these keep their meaning.
+type Status struct {
+	// Encrypted is true when any layer was enveloped or auth-enveloped.
+	Encrypted bool `json:"encrypted"`
+	// Signed is true when any layer was signed.
+	Signed bool `json:"signed"`
+	// Signature summarises the innermost signed layer: its first good
+	// signer, else its first signer's outcome; "none" when unsigned.
+	Signature string `json:"signature"`
+	// Signer is the signer the summary is about.
+	Signer *SignerIdentity `json:"signer,omitempty"`
+	// Revocation is "not-checked": revocation checking arrives later.
+	Revocation string `json:"revocation"`
+	// Decryption is "ok", "no-key", "failed" or "none" (not encrypted);
+	// with several enveloped layers, the first that was not "ok".
+	Decryption string `json:"decryption"`
+	// Layers lists every S/MIME layer from the outside in.
+	Layers []Layer `json:"layers"`
+	// Error is the reason processing stopped, when Open returned an error.
+	Error string `json:"error"`
+	// Certificates holds every certificate seen in the message (certs-only
+	// layers, certificates of signed layers), for the address book.
+	Certificates []*x509.Certificate `json:"-"`
+}
+
+// SignerIdentity names a signer.
+type SignerIdentity struct {
+	// Email is the first e-mail address in the certificate
+	// (subjectAltName rfc822Name, else the subject's emailAddress).
+	Email string `json:"email"`
+	// Subject is the certificate's subject name (RFC 2253 form).
+	Subject string `json:"subject"`
+	// SHA256 is the hex SHA-256 fingerprint of the certificate's DER.
+	SHA256 string `json:"sha256"`
+}
+
+// Layer is one S/MIME layer.
+type Layer struct {
+	// Type is "signed", "enveloped", "auth-enveloped" or "certs-only";
+	// "compressed" or "unknown" for a pkcs7-mime layer that could not be
+	// processed.
+	Type string `json:"type"`
+	// Form is "detached" (multipart/signed) or "opaque"
+	// (application/pkcs7-mime) for signed layers.
+	Form string `json:"form,omitempty"`
+	// Cipher names the content cipher of an encrypted layer
+	// ("aes256-cbc", ...).
+	Cipher string `json:"cipher,omitempty"`
+	// Signers has one result per SignerInfo of a signed layer.
+	Signers []SignerResult `json:"signers,omitempty"`
+	// Error says why the layer could not be processed, if it could not.
+	Error string `json:"error,omitempty"`
+}
+
+// SignerResult is the outcome for one signer of a signed layer.
+type SignerResult struct {
+	// Outcome is one of the Outcome constants.
+	Outcome string `json:"outcome"`
+	// Reason explains the outcome to a person.
+	Reason string `json:"reason"`
+	// Email, Subject and SHA256 identify the signer's certificate (empty
+	// when it was not found).
+	Email   string `json:"email"`
+	Subject string `json:"subject"`
+	SHA256  string `json:"sha256"`
+	// SigningTime is the signed signingTime attribute, zero when absent.
+	SigningTime time.Time `json:"signing_time,omitzero"`
+	// Hash is the digest algorithm ("SHA-256"); Algorithm the signature
+	// algorithm ("RSA-PSS", "ECDSA", ...).
+	Hash      string `json:"hash"`
+	Algorithm string `json:"algorithm"`
+	// Capabilities is the signer's SMIMECapabilities attribute, nil when
+	// absent: what to use when encrypting to them (Recipient.Capabilities).
+	Capabilities []cms.Capability `json:"-"`
+	// EncryptionKeyPreference is the signer's SMIMEEncryptionKeyPreference
+	// attribute, nil when absent.
+	EncryptionKeyPreference *cms.KeyPreference `json:"-"`
+	// Certificate is the signer's certificate, nil when not found.
+	Certificate *x509.Certificate `json:"-"`
+}
