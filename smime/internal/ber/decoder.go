@@ -173,18 +173,16 @@ func (d *Decoder) read(p []byte) error {
 // discard skips n bytes.
 func (d *Decoder) discard(n int64) error {
 	if d.capture != nil {
-		buf := make([]byte, 32<<10)
-		for n > 0 {
-			k := int64(len(buf))
-			if n < k {
-				k = n
-			}
-			if err := d.read(buf[:k]); err != nil {
-				return err
-			}
-			n -= k
+		// Read straight into the capture buffer: no scratch allocation.
+		if int64(d.capture.buf.Len())+n > d.capture.max {
+			return fmt.Errorf("%w (limit %d bytes)", ErrTooLarge, d.capture.max)
 		}
-		return nil
+		m, err := io.CopyN(&d.capture.buf, d.r, n)
+		d.off += m
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
 	}
 	for n > 0 {
 		k := int64(1 << 30)

@@ -1,6 +1,7 @@
 package ber
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 )
@@ -11,7 +12,7 @@ import (
 // sender to have encoded the parts that are signed in DER already, and the
 // signature is checked over the bytes as received.
 func ToDER(ber []byte) ([]byte, error) {
-	d := NewDecoder(bytes.NewReader(ber))
+	d := NewDecoder(bufio.NewReaderSize(bytes.NewReader(ber), 512))
 	d.inputLen = int64(len(ber))
 	h, err := d.Next()
 	if err != nil {
