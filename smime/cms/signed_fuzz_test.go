@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -138,10 +140,13 @@ func sigStream(r io.Reader, n int) (*SignedData, []byte, map[crypto.Hash][]byte,
 }
 
 // TestWriteFuzzSeeds regenerates the seed corpora under testdata/fuzz from
-// real messages (ours and openssl's) when SMIMED_WRITE_FUZZ_SEEDS=1.
+// real messages (ours and openssl's) when SMIMED_WRITE_FUZZ_SEEDS=1;
+// otherwise it checks that the committed seeds are there and still parse, so
+// the fuzzers start from valid messages.
 func TestWriteFuzzSeeds(t *testing.T) {
 	if os.Getenv("SMIMED_WRITE_FUZZ_SEEDS") != "1" {
-		t.Skip("set SMIMED_WRITE_FUZZ_SEEDS=1 to regenerate the fuzz seed corpora")
+		checkSignedSeeds(t)
+		return
 	}
 	f := sigPKI(t)
 	rsaID := f.identity(t, testpki.RSA2048, false)
@@ -199,6 +204,34 @@ func TestWriteFuzzSeeds(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(out, name), []byte(text), 0o644); err != nil {
 				t.Fatal(err)
 			}
+		}
+	}
+}
+
+// checkSignedSeeds asserts that every committed FuzzParseSignedData seed is
+// a SignedData this package parses.
+func checkSignedSeeds(t *testing.T) {
+	t.Helper()
+	dir := filepath.Join("testdata", "fuzz", "FuzzParseSignedData")
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) < 10 {
+		t.Fatalf("seed corpus %s missing or short (%d files, %v); regenerate with SMIMED_WRITE_FUZZ_SEEDS=1", dir, len(entries), err)
+	}
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.SplitN(string(raw), "\n", 3)
+		if len(lines) < 2 || lines[0] != "go test fuzz v1" || !strings.HasPrefix(lines[1], "[]byte(") {
+			t.Fatalf("%s: not a go fuzz corpus file", e.Name())
+		}
+		msg, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+		if err != nil {
+			t.Fatalf("%s: %v", e.Name(), err)
+		}
+		if _, _, err := ParseSignedData([]byte(msg)); err != nil {
+			t.Errorf("%s: seed no longer parses: %v", e.Name(), err)
 		}
 	}
 }

@@ -189,9 +189,6 @@ func TestOpaqueReaderSmallReads(t *testing.T) {
 // TestOpaqueSignerConstantMemory streams 32 MiB through signer and reader
 // and checks that allocations do not grow with the content.
 func TestOpaqueSignerConstantMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("large streaming test skipped in -short mode")
-	}
 	f := sigPKI(t)
 	id := f.identity(t, testpki.P256, false)
 	const size = 32 << 20
