@@ -16,6 +16,9 @@ needs=(
   "tmux tmux"
   "pinentry-tty pinentry-tty"
   "pinentry-curses pinentry-curses"
+  "dbus-daemon dbus-daemon"
+  "gnome-keyring-daemon gnome-keyring"
+  "secret-tool libsecret-tools"
 )
 
 missing=()

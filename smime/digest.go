@@ -1,6 +1,7 @@
 package smime
 
 import (
+	"bytes"
 	"crypto"
 	"encoding"
 	"hash"
@@ -87,10 +88,12 @@ func (d *dualDigest) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	start := 0
-	for i, c := range p {
-		if c != '\n' {
-			continue
+	for i := 0; i < len(p); i++ {
+		k := bytes.IndexByte(p[i:], '\n')
+		if k < 0 {
+			break
 		}
+		i += k
 		cr := d.prevCR
 		if i > 0 {
 			cr = p[i-1] == '\r'

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"mime/quotedprintable"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -255,5 +256,124 @@ func TestReadHeader(t *testing.T) {
 				t.Fatalf("raw = %q does not cover the header exactly", h.raw)
 			}
 		})
+	}
+}
+
+func TestQPWriter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	alphabet := []byte("aZ =\t\r\n\x00\xc3\xbcF.rom")
+	for i := 0; i < 5000; i++ {
+		in := make([]byte, rng.IntN(400))
+		for j := range in {
+			in[j] = alphabet[rng.IntN(len(alphabet))]
+		}
+		if rng.IntN(4) == 0 {
+			in = append([]byte("From me\n"), in...)
+		}
+		var out bytes.Buffer
+		w := newQPWriter(&out)
+		for rest := in; len(rest) > 0; {
+			k := 1 + rng.IntN(len(rest))
+			w.Write(rest[:k])
+			rest = rest[k:]
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range bytes.Split(out.Bytes(), []byte("\r\n")) {
+			if len(line) > 76 {
+				t.Fatalf("line of %d characters: %q", len(line), line)
+			}
+			if bytes.HasPrefix(line, []byte("From ")) {
+				t.Fatalf("unescaped From line: %q", line)
+			}
+			for _, c := range line {
+				if c >= 0x80 || c < 0x20 && c != '\t' {
+					t.Fatalf("not 7-bit text: %q", line)
+				}
+			}
+			if k := len(line); k > 0 && (line[k-1] == ' ' || line[k-1] == '\t') {
+				t.Fatalf("trailing white space: %q", line)
+			}
+		}
+		dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(out.Bytes())))
+		if err != nil {
+			t.Fatalf("decode %q: %v", out.Bytes(), err)
+		}
+		var want bytes.Buffer
+		newCanonWriter(&want).Write(in)
+		if !bytes.Equal(dec, want.Bytes()) {
+			t.Fatalf("round trip of %q:\n got %q\nwant %q\nenc %q", in, dec, want.Bytes(), out.Bytes())
+		}
+	}
+	// Clean text is copied unchanged.
+	clean := "Hello there,\r\nthis line is fine.\r\n"
+	var out bytes.Buffer
+	w := newQPWriter(&out)
+	w.Write([]byte(clean))
+	w.Close()
+	if out.String() != clean {
+		t.Fatalf("clean text changed: %q", out.String())
+	}
+}
+
+func TestQPSafeLine(t *testing.T) {
+	ref := func(b []byte) bool {
+		if len(b) > 76 || bytes.HasPrefix(b, []byte("From ")) {
+			return false
+		}
+		for _, c := range b {
+			if !(c >= 33 && c <= 126 && c != '=') && c != ' ' && c != '\t' {
+				return false
+			}
+		}
+		return len(b) == 0 || (b[len(b)-1] != ' ' && b[len(b)-1] != '\t')
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := 0; i < 200000; i++ {
+		b := make([]byte, rng.IntN(80))
+		for j := range b {
+			b[j] = byte(32 + rng.IntN(95))
+			if rng.IntN(40) == 0 {
+				b[j] = byte(rng.IntN(256))
+			}
+		}
+		if qpSafeLine(b) != ref(b) {
+			t.Fatalf("qpSafeLine(%q) = %v", b, !ref(b))
+		}
+	}
+}
+
+func TestBase64Reader(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for i := 0; i < 3000; i++ {
+		raw := make([]byte, rng.IntN(500))
+		for j := range raw {
+			raw[j] = byte(rng.IntN(256))
+		}
+		var enc bytes.Buffer
+		w := newBase64Writer(&enc)
+		w.Write(raw)
+		w.Close()
+		text := enc.Bytes()
+		switch rng.IntN(4) {
+		case 1:
+			text = bytes.ReplaceAll(text, []byte("\r\n"), []byte("\n"))
+		case 2:
+			text = bytes.ReplaceAll(text, []byte("\r\n"), []byte(" \t\r\n "))
+		case 3:
+			text = bytes.TrimRight(bytes.ReplaceAll(text, []byte("="), nil), "\r\n")
+		}
+		for k, r := range readers(text) {
+			got, err := io.ReadAll(newBase64Reader(r, "test"))
+			if err != nil || !bytes.Equal(got, raw) {
+				t.Fatalf("reader %d on %q: %v", k, text, err)
+			}
+		}
+	}
+	for _, bad := range []string{"QUJD!\r\n", "QQ==QUJD", "Q", "QUJDRA=x"} {
+		if _, err := io.ReadAll(newBase64Reader(strings.NewReader(bad), "test")); !errors.Is(err, ErrBadMessage) {
+			t.Errorf("%q: err = %v", bad, err)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package smime
 import (
 	"bufio"
 	"io"
-	"mime/quotedprintable"
 	"strings"
 )
 
@@ -158,7 +157,7 @@ func (n *normalizer) leaf(w io.Writer, h *header, mt string, body *bufio.Reader)
 	if enc == "base64" {
 		enc2 = newBase64Writer(ew)
 	} else {
-		enc2 = quotedprintable.NewWriter(ew)
+		enc2 = newQPWriter(ew)
 	}
 	if _, err := io.Copy(enc2, body); err != nil {
 		return err

@@ -23,7 +23,9 @@ import (
 type DecryptionKey struct {
 	// Certificate is the recipient certificate the key belongs to.
 	Certificate *x509.Certificate
-	// PrivateKey is a crypto.Decrypter (RSA) or a cms.KeyAgreer (EC).
+	// PrivateKey is a crypto.Decrypter (RSA) or a cms.KeyAgreer (EC; an
+	// *ecdsa.PrivateKey also works). It is used for exactly one
+	// private-key operation.
 	PrivateKey crypto.PrivateKey
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"mime/quotedprintable"
@@ -191,7 +192,7 @@ func compactBase64(b []byte) int {
 		if k := len(seg); k > 0 && seg[k-1] == '\r' {
 			seg = seg[:k-1]
 		}
-		if bytes.ContainsAny(seg, " \t\r") {
+		if hasSpaceOrControl(seg) {
 			for _, c := range seg {
 				if c != ' ' && c != '\t' && c != '\r' {
 					b[j] = c
@@ -204,6 +205,25 @@ func compactBase64(b []byte) int {
 		i = end + 1
 	}
 	return j
+}
+
+// hasSpaceOrControl reports whether b holds a byte at or below the space
+// (or, as a false alarm that only costs time, a byte with the high bit
+// set). No base64 character is one.
+func hasSpaceOrControl(b []byte) bool {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if x&swarMSB != 0 || swarHasLess(x, 0x21) {
+			return true
+		}
+	}
+	for _, c := range b[i:] {
+		if c <= ' ' || c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *base64Reader) Read(p []byte) (int, error) {
