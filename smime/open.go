@@ -204,7 +204,12 @@ func (o *opener) run(dst io.Writer, r io.Reader, depth int) error {
 	}
 	kind, mt, params, err := kindOf(h)
 	if err != nil {
-		return err
+		if depth == 0 {
+			return err
+		}
+		// Protected content with a Content-Type we cannot parse is still
+		// the content: the mail client decides how to show it.
+		kind = kindPlain
 	}
 	if kind == kindPlain {
 		if depth == 0 {
@@ -407,9 +412,17 @@ func (o *opener) pkcs7(l *layerState, h *header, params map[string]string, br *b
 	default:
 		l.Type = "unknown"
 	}
-	dec, err := transferDecoder(br, h.transferEncoding(), "application/pkcs7-mime body")
+	cte := h.transferEncoding()
+	dec, err := transferDecoder(br, cte, "application/pkcs7-mime body")
 	if err != nil {
 		return err
+	}
+	if cte == "base64" {
+		// Decode base64 in its own goroutine, overlapping the cipher or
+		// the hash.
+		ar := newAsyncReader(dec)
+		defer ar.Close()
+		dec = ar
 	}
 	body := bufio.NewReaderSize(dec, 32<<10)
 	oid, err := sniffContentType(body)

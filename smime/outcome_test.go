@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"io"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -453,4 +455,63 @@ func TestContextCancelled(t *testing.T) {
 	if err := Sign(ctx, &out, strings.NewReader(plainMsg), signOpts(f.alice)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Sign with a cancelled context: %v", err)
 	}
+}
+
+// TestNoGoroutineLeak opens good and broken messages and checks that no
+// goroutine (layer, pipe, base64 stage) outlives Open or Sign.
+func TestNoGoroutineLeak(t *testing.T) {
+	f := getFixture(t)
+	e := EncryptOptions{Recipients: []Recipient{{Certificate: f.alice.Cert}}}
+	op := signOpts(f.alice)
+	op.Opaque = true
+	var b bytes.Buffer
+	if err := SignAndEncrypt(context.Background(), &b, strings.NewReader(plainMsg), op, e); err != nil {
+		t.Fatal(err)
+	}
+	nested := b.Bytes()
+	enc := encryptBytes(t, plainMsg, e)
+	opaque := signBytes(t, plainMsg, op)
+	msgs := [][]byte{
+		nested, nested[:len(nested)/2], enc, enc[:len(enc)-300], opaque, opaque[:len(opaque)/3],
+		signBytes(t, plainMsg, signOpts(f.alice)),
+		mutateOpaque(t, opaque, func(d []byte) []byte { return bytes.Replace(d, []byte("noon"), []byte("nine"), 1) }),
+	}
+	before := runtime.NumGoroutine()
+	for i := 0; i < 3; i++ {
+		for _, m := range msgs {
+			for _, find := range []func(context.Context, []cms.RecipientInfo) (*DecryptionKey, error){nil, keyFor(f.alice), keyFor(f.bob)} {
+				o := f.opts()
+				o.FindKey = find
+				Open(context.Background(), io.Discard, bytes.NewReader(m), o)
+			}
+		}
+		// A writer that fails half way.
+		Encrypt(context.Background(), &failWriter{n: 2000}, strings.NewReader(plainMsg), e)
+		Sign(context.Background(), &failWriter{n: 100}, strings.NewReader(plainMsg), op)
+		if err := Encrypt(context.Background(), &failWriter{n: 1 << 20}, newGenMessage(5<<20, false), e); err == nil {
+			t.Fatal("Encrypt into a failing writer succeeded")
+		}
+		if err := Sign(context.Background(), &failWriter{n: 1 << 20}, newGenMessage(5<<20, true), op); err == nil {
+			t.Fatal("Sign into a failing writer succeeded")
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// failWriter fails once n bytes have been written.
+type failWriter struct{ n int }
+
+func (w *failWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		return 0, errors.New("disk full")
+	}
+	w.n -= len(p)
+	return len(p), nil
 }

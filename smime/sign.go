@@ -172,7 +172,13 @@ func signDetached(w io.Writer, content contentFunc, co cms.SignOptions) error {
 	if ew.err != nil {
 		return ew.err
 	}
-	if err := content(io.MultiWriter(ew, signer)); err != nil {
+	// The hash runs in its own goroutine, overlapping the MIME work.
+	hw := newAsyncWriter(signer)
+	defer hw.Close()
+	if err := content(io.MultiWriter(ew, hw)); err != nil {
+		return err
+	}
+	if err := hw.Close(); err != nil {
 		return err
 	}
 	sig, err := signer.Sign()
@@ -212,26 +218,32 @@ func signOpaque(w io.Writer, content contentFunc, co cms.SignOptions) error {
 }
 
 // pkcs7Body writes a base64 body holding the CMS object that newCMS writes
-// around the entity content produces. Both sides are buffered so the CMS
-// layer sees large writes and the base64 encoder large chunks.
+// around the entity content produces: three pipelined stages (MIME work,
+// CMS, base64), each fed 64 KiB at a time.
 func pkcs7Body(w io.Writer, content contentFunc, newCMS func(io.Writer) (io.WriteCloser, error)) error {
 	b64 := newBase64Writer(w)
-	out := bufio.NewWriterSize(b64, 32<<10)
+	// The base64 stage runs in its own goroutine, overlapping the cipher
+	// or the hash.
+	out := newAsyncWriter(b64)
+	defer out.Close()
 	c, err := newCMS(out)
 	if err != nil {
 		return err
 	}
-	in := bufio.NewWriterSize(c, 32<<10)
+	// The cipher or hash runs in its own goroutine too, overlapping the
+	// MIME work that produces the content.
+	in := newAsyncWriter(c)
+	defer in.Close()
 	if err := content(in); err != nil {
 		return err
 	}
-	if err := in.Flush(); err != nil {
+	if err := in.Close(); err != nil {
 		return err
 	}
 	if err := c.Close(); err != nil {
 		return err
 	}
-	if err := out.Flush(); err != nil {
+	if err := out.Close(); err != nil {
 		return err
 	}
 	return b64.Close()
