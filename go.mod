@@ -10,3 +10,5 @@ require (
 	golang.org/x/sys v0.49.0
 	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
+
+require github.com/pelletier/go-toml/v2 v2.4.3 // indirect
