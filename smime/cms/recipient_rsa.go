@@ -30,6 +30,10 @@ func buildKTRI(rnd io.Reader, r Recipient, pub *rsa.PublicKey, cek []byte, o ktr
 	if o.oaep {
 		ek, err = rsa.EncryptOAEPWithOptions(rnd, pub, cek, &rsa.OAEPOptions{Hash: o.hash, MGFHash: o.mgfHash, Label: o.label})
 	} else {
+		// PKCS#1 v1.5 key transport is what Thunderbird's NSS, Outlook and
+		// gpgsm read; it is chosen only for recipients that have not
+		// advertised OAEP (see smime/README.md, "Algorithm choice").
+		//lint:ignore SA1019 interop requires RSA PKCS#1 v1.5 key transport
 		ek, err = rsa.EncryptPKCS1v15(rnd, pub, cek)
 	}
 	if err != nil {
