@@ -26,8 +26,10 @@ type Recipient struct {
 // EncryptOptions describe the recipients and algorithms of an encrypted
 // message.
 type EncryptOptions struct {
-	// Recipients receive the content key. The caller includes the sender
-	// (so the sent copy can be read again); Encrypt refuses an empty list.
+	// Recipients receive the content key. Encrypt refuses an empty list.
+	// SignAndEncrypt and EncryptAndSign add the signer themselves (so the
+	// sent copy can be read again); a caller of plain Encrypt includes the
+	// sender.
 	Recipients []Recipient
 	// Cipher is the content cipher; 0 lets Encrypt choose (see README.md):
 	// AES-256-GCM only when every recipient advertises it or AllowModern
@@ -190,6 +192,7 @@ func Encrypt(ctx context.Context, dst io.Writer, msg io.Reader, opts EncryptOpti
 // SignAndEncrypt signs, then encrypts the signed entity (the usual order:
 // the signature is hidden inside, RFC 8551 section 3.7).
 func SignAndEncrypt(ctx context.Context, dst io.Writer, msg io.Reader, s SignOptions, e EncryptOptions) error {
+	e = withSender(e, &s)
 	co, err := s.cmsOptions()
 	if err != nil {
 		return err
@@ -206,6 +209,7 @@ func SignAndEncrypt(ctx context.Context, dst io.Writer, msg io.Reader, s SignOpt
 // EncryptAndSign encrypts, then signs the encrypted entity (the reverse
 // order, used by gateways that sign what they relay).
 func EncryptAndSign(ctx context.Context, dst io.Writer, msg io.Reader, s SignOptions, e EncryptOptions) error {
+	e = withSender(e, &s)
 	co, err := s.cmsOptions()
 	if err != nil {
 		return err
@@ -217,6 +221,48 @@ func EncryptAndSign(ctx context.Context, dst io.Writer, msg io.Reader, s SignOpt
 	return wrapMessage(ctx, dst, msg, 0, func(w io.Writer, content contentFunc) error {
 		return signEntity(w, func(w io.Writer) error { return encryptEntity(w, content, eo) }, &s, co)
 	})
+}
+
+// withSender returns e with the signer among the recipients, so the sender
+// can read the sent copy: the certificate named for encryption
+// (EncryptionCertificate, else the signing certificate) is added, with the
+// capabilities the signer advertises, unless it is already a recipient or
+// its key usage does not allow encryption.
+func withSender(e EncryptOptions, s *SignOptions) EncryptOptions {
+	cert := s.EncryptionCertificate
+	if cert == nil {
+		cert = s.Certificate
+	}
+	if cert == nil || !canEncryptTo(cert) {
+		return e
+	}
+	for _, r := range e.Recipients {
+		if r.Certificate != nil && r.Certificate.Equal(cert) {
+			return e
+		}
+	}
+	caps := s.Capabilities
+	if caps == nil {
+		caps = cms.DefaultCapabilities()
+	}
+	e.Recipients = append(append([]Recipient(nil), e.Recipients...), Recipient{Certificate: cert, Capabilities: caps})
+	return e
+}
+
+// canEncryptTo reports whether cert's key usage allows a content key to be
+// sent to it: keyEncipherment for RSA, keyAgreement for EC, or no key usage
+// extension at all.
+func canEncryptTo(cert *x509.Certificate) bool {
+	if cert.KeyUsage == 0 {
+		return true
+	}
+	switch cert.PublicKeyAlgorithm {
+	case x509.RSA:
+		return cert.KeyUsage&x509.KeyUsageKeyEncipherment != 0
+	case x509.ECDSA:
+		return cert.KeyUsage&x509.KeyUsageKeyAgreement != 0
+	}
+	return false
 }
 
 // encryptEntity writes an application/pkcs7-mime entity holding the

@@ -560,3 +560,43 @@ func TestCertsOnly(t *testing.T) {
 		t.Fatalf("legacy certs-only: %v %+v", err, st)
 	}
 }
+
+func TestSignAndEncryptAddsSender(t *testing.T) {
+	f := getFixture(t)
+	signOnly := f.pki.Issue(t, testpki.Options{Email: "alice@example.com", KeyUsage: x509.KeyUsageDigitalSignature})
+	toBob := EncryptOptions{Recipients: []Recipient{{Certificate: f.bob.Cert}}}
+	for _, c := range []struct {
+		name        string
+		signer      *testpki.Identity
+		senderReads bool
+		wantRecips  int
+	}{
+		{"sender with an encryption key is added", f.alice, true, 2},
+		{"signing-only certificate is not added", signOnly, false, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := SignAndEncrypt(context.Background(), &out, strings.NewReader(plainMsg), signOpts(c.signer), toBob); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(withSender(toBob, &SignOptions{Certificate: c.signer.Cert}).Recipients); got != c.wantRecips {
+				t.Fatalf("recipients = %d, want %d", got, c.wantRecips)
+			}
+			if len(toBob.Recipients) != 1 {
+				t.Fatal("caller's recipient list was modified")
+			}
+			o := f.opts()
+			o.FindKey = keyFor(c.signer)
+			st, _, err := openBytes(t, out.Bytes(), o)
+			if c.senderReads {
+				if err != nil || st.Decryption != DecryptionOK {
+					t.Fatalf("sender cannot read the sent copy: %v %+v", err, st)
+				}
+				return
+			}
+			if st == nil || st.Decryption == DecryptionOK {
+				t.Fatalf("signing-only identity decrypted: %+v", st)
+			}
+		})
+	}
+}
