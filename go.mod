@@ -6,9 +6,10 @@ require (
 	github.com/emersion/go-message v0.18.2
 	github.com/godbus/dbus/v5 v5.2.4
 	github.com/keybase/go-keychain v0.0.1
+	github.com/pelletier/go-toml/v2 v2.4.3
 	golang.org/x/crypto v0.58.0
 	golang.org/x/sys v0.49.0
 	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
 
-require github.com/pelletier/go-toml/v2 v2.4.3 // indirect
+require github.com/miekg/pkcs11 v1.1.2 // indirect

@@ -19,6 +19,7 @@ needs=(
   "dbus-daemon dbus-daemon"
   "gnome-keyring-daemon gnome-keyring"
   "secret-tool libsecret-tools"
+  "systemd-analyze systemd"
 )
 
 missing=()

@@ -1,0 +1,393 @@
+// Package daemon is smimed's policy and wiring: it implements ipc.Service
+// over the S/MIME engine (smime), the key store (keystore), the address book
+// and trust anchors (daemon/certbook), the configuration (daemon/config) and
+// the audit trail (daemon/audit).
+//
+// It decides which identity signs (by the From address, or an explicit ID),
+// which certificates a message is encrypted to (the address book, plus the
+// sender's own certificate so the sent copy stays readable), which key opens
+// a message (the identity a RecipientInfo names: only then is the user
+// asked for its passphrase, once per private-key operation), what is
+// audited (one line per private-key operation), and which error name a
+// client sees. It holds no lock around operations: requests for different
+// identities run in parallel, and only the prompts queue (prompt.Serialized).
+//
+// The transports (ipc/dbus) call a *Service; cmd/smimed builds one with New.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/smimed/smimed/daemon/audit"
+	"github.com/smimed/smimed/daemon/certbook"
+	"github.com/smimed/smimed/daemon/config"
+	"github.com/smimed/smimed/ipc"
+	"github.com/smimed/smimed/keystore"
+	"github.com/smimed/smimed/prompt"
+)
+
+// The daemon implements the contract.
+var _ ipc.Service = (*Service)(nil)
+
+// Notifier is told when the user's identities or the stored certificates
+// change, so that it can tell clients (the D-Bus server emits
+// IdentitiesChanged and CertificatesChanged).
+type Notifier interface {
+	EmitIdentitiesChanged() error
+	EmitCertificatesChanged() error
+}
+
+// Options configure New. Every field has a default.
+type Options struct {
+	// Config is the configuration in effect; config.Default() when nil.
+	Config *config.Config
+	// Bus is the session bus, used for the Secret Service key store
+	// backend; nil means no Secret Service (keystore.backend "auto" then
+	// picks the file vault).
+	Bus *dbus.Conn
+	// Vault overrides keystore.backend with a vault opened by the caller;
+	// the Service owns it from then on.
+	Vault keystore.Vault
+	// DataDir holds the file vault (keys/), the trust anchors (trust/) and
+	// the address book (certs/); $XDG_DATA_HOME/smimed when empty.
+	DataDir string
+	// AuditPath is the audit file; $XDG_STATE_HOME/smimed/audit.log when
+	// empty.
+	AuditPath string
+	// SpoolDir is where AES-GCM ciphertext waits while its tag is checked;
+	// $XDG_RUNTIME_DIR/smimed when XDG_RUNTIME_DIR is set, else the
+	// system's temporary directory.
+	SpoolDir string
+	// Env is the session environment the pinentry runs with (DISPLAY,
+	// SMIMED_PINENTRY, PATH, ...); os.Environ() when nil.
+	Env []string
+	// Logger receives the daemon's records (never message content, PINs
+	// or passphrases); discarded when nil.
+	Logger *slog.Logger
+	// Version is reported by Status.
+	Version string
+}
+
+// Service is smimed's implementation of ipc.Service. It is safe for
+// concurrent use.
+type Service struct {
+	cfg      *config.Config
+	store    *keystore.Store
+	book     *certbook.Book
+	audit    *audit.Log
+	logger   *slog.Logger
+	version  string
+	spoolDir string
+	started  time.Time
+
+	notifier atomic.Pointer[notifierBox]
+
+	mu sync.Mutex
+	// wrong holds the identities whose last private-key operation failed
+	// with a wrong passphrase: their next prompt says so.
+	wrong map[string]bool
+}
+
+type notifierBox struct{ n Notifier }
+
+// New opens the key store, the address book and the audit trail that the
+// configuration names, and returns the service. Close releases them.
+func New(ctx context.Context, opts Options) (_ *Service, err error) {
+	cfg := opts.Config
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	dataDir := opts.DataDir
+	if dataDir == "" {
+		if dataDir, err = certbook.DefaultDir(); err != nil {
+			return nil, err
+		}
+	}
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				_ = closers[i]()
+			}
+		}
+	}()
+
+	vault := opts.Vault
+	if vault == nil {
+		if vault, err = OpenVault(ctx, cfg.Keystore.Backend, opts.Bus, filepath.Join(dataDir, "keys"), logger); err != nil {
+			return nil, err
+		}
+	}
+	env := opts.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	store, err := keystore.Open(ctx, keystore.Options{
+		Vault:    vault,
+		Prompter: NewPrompter(cfg.Prompt.Program, env, logger),
+		CacheTTL: cfg.Keystore.CacheTTL,
+		Logger:   logger,
+	})
+	if err != nil {
+		_ = vault.Close()
+		return nil, fmt.Errorf("daemon: open the key store: %w", err)
+	}
+	closers = append(closers, store.Close)
+
+	book, err := certbook.Open(dataDir, logger)
+	if err != nil {
+		return nil, err
+	}
+	auditLog, err := audit.Open(audit.Options{Path: opts.AuditPath, Syslog: cfg.Audit.Syslog, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, auditLog.Close)
+
+	spool := opts.SpoolDir
+	if spool == "" {
+		spool = defaultSpoolDir()
+	}
+	if spool != "" {
+		if err = os.MkdirAll(spool, 0o700); err != nil {
+			return nil, fmt.Errorf("daemon: spool directory: %w", err)
+		}
+	}
+	for _, w := range cfg.Warnings {
+		logger.Warn("config: " + w)
+	}
+	logger.Info("daemon ready",
+		"keystore", store.Backend(),
+		"data_dir", dataDir,
+		"audit", auditLog.Path(),
+		"config", cfg.UserFile, "config_loaded", cfg.UserFileLoaded,
+		"policy", cfg.PolicyFile, "policy_loaded", cfg.PolicyFileLoaded,
+		"max_message_bytes", cfg.Limits.MaxMessageBytes,
+		"cache_ttl", cfg.Keystore.CacheTTL.String(),
+		"allow_modern", cfg.Crypto.AllowModern,
+		"default_hash", config.HashName(cfg.Crypto.DefaultHash))
+	return &Service{
+		cfg:      cfg,
+		store:    store,
+		book:     book,
+		audit:    auditLog,
+		logger:   logger,
+		version:  opts.Version,
+		spoolDir: spool,
+		started:  time.Now(),
+		wrong:    map[string]bool{},
+	}, nil
+}
+
+// defaultSpoolDir is $XDG_RUNTIME_DIR/smimed (a tmpfs private to the user on
+// systemd systems), or "" for the system's temporary directory.
+func defaultSpoolDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
+		return filepath.Join(d, "smimed")
+	}
+	return ""
+}
+
+// SetNotifier sets who is told about changes (the D-Bus server, once it
+// exists); nil stops notifications.
+func (s *Service) SetNotifier(n Notifier) {
+	if n == nil {
+		s.notifier.Store(nil)
+		return
+	}
+	s.notifier.Store(&notifierBox{n})
+}
+
+func (s *Service) identitiesChanged() {
+	if b := s.notifier.Load(); b != nil {
+		if err := b.n.EmitIdentitiesChanged(); err != nil {
+			s.logger.Warn("cannot signal IdentitiesChanged", "err", err)
+		}
+	}
+}
+
+func (s *Service) certificatesChanged() {
+	if b := s.notifier.Load(); b != nil {
+		if err := b.n.EmitCertificatesChanged(); err != nil {
+			s.logger.Warn("cannot signal CertificatesChanged", "err", err)
+		}
+	}
+}
+
+// Config returns the configuration in effect.
+func (s *Service) Config() *config.Config { return s.cfg }
+
+// Close closes the key store (zeroing cached keys) and the audit trail.
+// Requests still running fail afterwards; the transport stops them first.
+func (s *Service) Close() error {
+	return errors.Join(s.store.Close(), s.audit.Close())
+}
+
+// statusListTimeout bounds the identity count in Status, so that a locked
+// Secret Service collection cannot hold `smimectl status` at its unlock
+// prompt.
+const statusListTimeout = 3 * time.Second
+
+// Status reports the daemon's state.
+func (s *Service) Status(ctx context.Context) (ipc.DaemonStatus, error) {
+	lctx, cancel := context.WithTimeout(ctx, statusListTimeout)
+	defer cancel()
+	n := 0
+	if ids, err := s.identities(lctx); err != nil {
+		s.logger.Warn("status: cannot count identities", "err", err)
+	} else {
+		n = len(ids)
+	}
+	return ipc.DaemonStatus{
+		Version:    s.version,
+		PID:        os.Getpid(),
+		Keystore:   s.store.Backend(),
+		Identities: n,
+		Tokens:     0,
+		Config:     s.cfg.UserFile,
+		Uptime:     time.Since(s.started).Round(time.Second).String(),
+	}, nil
+}
+
+// Identities lists the user's software identities. A damaged entry in the
+// key store is logged and left out; it does not hide the others.
+func (s *Service) Identities(ctx context.Context) ([]ipc.Identity, error) {
+	ids, err := s.identities(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, "identities", err)
+	}
+	out := make([]ipc.Identity, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, identityInfo(id))
+	}
+	return out, nil
+}
+
+// Tokens lists PKCS#11 tokens. Smart cards and USB tokens arrive with
+// issue 4; until then the list is always empty.
+func (s *Service) Tokens(ctx context.Context) ([]ipc.Token, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, s.fail(ctx, "tokens", err)
+	}
+	return []ipc.Token{}, nil
+}
+
+// ImportPKCS12 imports a PKCS #12 file into the key store. A nil password
+// is asked through the prompter; a given one is wiped (the slice is
+// zeroed) once used. The key's new passphrase is always asked, twice.
+// The import is audited (operation "import", digest of the file).
+func (s *Service) ImportPKCS12(ctx context.Context, data, password []byte) (ipc.Identity, error) {
+	var pw *prompt.Secret
+	if password != nil {
+		pw = prompt.NewSecret(password)
+		clear(password)
+	}
+	defer pw.Wipe()
+	if int64(len(data)) > s.cfg.Limits.MaxMessageBytes {
+		return ipc.Identity{}, s.fail(ctx, "import", s.tooLarge())
+	}
+	in := newInput(bytesReader(data), s.cfg.Limits.MaxMessageBytes)
+	in.drain(ctx)
+	ident, err := s.store.ImportPKCS12(ctx, data, pw, keystore.ImportOptions{})
+	var who *keystore.Identity
+	if err == nil {
+		who = &ident
+	}
+	s.record(ctx, audit.OpImport, who, in, err)
+	if err != nil {
+		return ipc.Identity{}, s.fail(ctx, "import", err)
+	}
+	s.identitiesChanged()
+	return identityInfo(ident), nil
+}
+
+// identities lists the key store's identities; damaged entries are logged
+// and skipped.
+func (s *Service) identities(ctx context.Context) ([]keystore.Identity, error) {
+	ids, err := s.store.Identities(ctx)
+	if err == nil {
+		return ids, nil
+	}
+	if errors.Is(err, keystore.ErrCorrupt) && !errors.Is(err, keystore.ErrLocked) &&
+		!errors.Is(err, keystore.ErrClosed) && !errors.Is(err, keystore.ErrUnavailable) {
+		s.logger.Warn("key store: unreadable entries skipped", "err", err)
+		return ids, nil
+	}
+	return nil, err
+}
+
+// promptRequest fills the prompt text for a private-key operation on id,
+// saying so when the previous attempt had a wrong passphrase.
+func (s *Service) promptRequest(id keystore.Identity, r prompt.Request) prompt.Request {
+	r.KeyLabel = id.Label
+	s.mu.Lock()
+	if s.wrong[id.ID] {
+		r.Error = "Wrong passphrase, try again"
+	}
+	s.mu.Unlock()
+	return r
+}
+
+// noteOutcome remembers whether the identity's last operation failed with
+// a wrong passphrase.
+func (s *Service) noteOutcome(id string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if errors.Is(err, keystore.ErrWrongPassphrase) {
+		s.wrong[id] = true
+	} else if err == nil {
+		delete(s.wrong, id)
+	}
+}
+
+// record writes the audit line for one private-key operation; a failure to
+// write it is logged (the operation has already happened).
+func (s *Service) record(ctx context.Context, op string, id *keystore.Identity, in *input, opErr error) {
+	caller, _ := ipc.CallerFrom(ctx)
+	e := audit.Entry{
+		CallerPID:     caller.PID,
+		CallerExe:     caller.Exe,
+		CallerUID:     caller.UID,
+		CallerName:    caller.Name,
+		Operation:     op,
+		MessageDigest: in.digest(),
+		MessageBytes:  in.n,
+		Partial:       !in.eof,
+		Outcome:       outcomeOf(s.mapError(opErr)),
+	}
+	if id != nil {
+		e.Identity = audit.Identity{ID: id.ID, Subject: id.Certificate.Subject.String()}
+	}
+	if err := s.audit.Record(e); err != nil {
+		s.logger.Error("audit: cannot write the audit line", "err", err, "operation", op)
+	}
+}
+
+// outcomeOf names an operation's result for the audit trail.
+func outcomeOf(err error) string {
+	if err == nil {
+		return audit.OutcomeOK
+	}
+	switch name := ipc.NameOf(err); name {
+	case ipc.Cancelled:
+		return audit.OutcomeCancelled
+	case ipc.PinIncorrect:
+		return audit.OutcomeWrongPassphrase
+	default:
+		return "error:" + string(name)
+	}
+}
