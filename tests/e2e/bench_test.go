@@ -1,0 +1,289 @@
+//go:build linux
+
+package e2e_test
+
+// Benchmarks of issue 3 ("Benchmark"): round trips through D-Bus against
+// the in-process engine, smimectl against openssl per message, and the idle
+// daemon's memory. They report numbers; they assert nothing about time.
+//
+//	go test ./tests/e2e -run '^$' -bench . -benchtime 200x
+//
+// Every private-key use through the daemon asks for the passphrase (the
+// default policy: no passphrase cache), so a signature through smimed
+// includes one test-pinentry process and the key's scrypt unlock; the
+// "cached-key" row runs under a machine policy with a passphrase cache, so
+// it measures the transport and the daemon's own work. Verify needs no key.
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smimed/smimed/ipc"
+	"github.com/smimed/smimed/ipc/dbus"
+	"github.com/smimed/smimed/smime"
+)
+
+// message4K is a 4 KiB text mail.
+func message4K() []byte {
+	var b bytes.Buffer
+	b.WriteString("From: Alice <alice@example.com>\r\nTo: Bob <bob@example.org>\r\nSubject: bench\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
+	line := strings.Repeat("the quick brown fox jumps over the lazy dog ", 2)[:70] + "\r\n"
+	for b.Len()+len(line) <= 4096 {
+		b.WriteString(line)
+	}
+	return b.Bytes()
+}
+
+// latencies records one duration per operation and reports p50 and p99.
+type latencies []time.Duration
+
+func (l *latencies) time(f func()) {
+	start := time.Now()
+	f()
+	*l = append(*l, time.Since(start))
+}
+
+func (l latencies) report(b *testing.B) {
+	if len(l) == 0 {
+		return
+	}
+	s := slices.Clone(l)
+	slices.Sort(s)
+	pct := func(p float64) float64 {
+		i := int(p * float64(len(s)-1))
+		return float64(s[i].Microseconds())
+	}
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
+}
+
+// benchDaemon is a daemon with alice imported and the root trusted; its
+// pinentry answers every prompt. policy is the machine policy (TOML).
+func benchDaemon(b *testing.B, pp *people, policy string) *sandbox {
+	b.Helper()
+	s := newSandbox(b, options{pin: passphrase, policy: policy})
+	s.importP12(pp.alice)
+	s.trustRoot(pp.pki)
+	return s
+}
+
+func dial(b *testing.B, s *sandbox) ipc.Service {
+	b.Helper()
+	c, err := dbus.Dial(context.Background(), dbus.ClientOptions{Address: s.busAddr})
+	if err != nil {
+		b.Fatalf("dial smimed: %v", err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// BenchmarkRoundTrip: sign and verify of a 4 KiB message through D-Bus
+// (the Go client, as smimed-host uses it) and in process (package smime
+// with the key in memory), and the bare D-Bus round trip (Status).
+func BenchmarkRoundTrip(b *testing.B) {
+	ctx := context.Background()
+	pp := newPeople(b)
+	s := benchDaemon(b, pp, "")
+	c := dial(b, s)
+	// A second daemon whose policy caches the unlocked key: its signatures
+	// need neither a prompt nor scrypt.
+	cached := dial(b, benchDaemon(b, pp, "[keystore]\ncache_ttl = \"1h\""))
+	msg := message4K()
+	var signed bytes.Buffer
+	if err := c.Sign(ctx, ipc.SignRequest{From: alice}, bytes.NewReader(msg), &signed); err != nil {
+		b.Fatalf("sign: %v\n%s", err, s.log())
+	}
+	if err := cached.Sign(ctx, ipc.SignRequest{From: alice}, bytes.NewReader(msg), io.Discard); err != nil {
+		b.Fatalf("sign: %v", err)
+	}
+	engineSign := smime.SignOptions{Signer: pp.alice.Key, Certificate: pp.alice.Cert, Chain: pp.alice.Chain}
+	engineOpen := smime.OpenOptions{Roots: pp.pki.Roots()}
+
+	b.Run("dbus/status", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				if _, err := c.Status(ctx); err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
+		l.report(b)
+	})
+	b.Run("dbus/sign-4KiB", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				if err := c.Sign(ctx, ipc.SignRequest{From: alice}, bytes.NewReader(msg), io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
+		l.report(b)
+	})
+	b.Run("dbus/sign-4KiB-cached-key", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				if err := cached.Sign(ctx, ipc.SignRequest{From: alice}, bytes.NewReader(msg), io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
+		l.report(b)
+	})
+	b.Run("engine/sign-4KiB", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				if err := smime.Sign(ctx, io.Discard, bytes.NewReader(msg), engineSign); err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
+		l.report(b)
+	})
+	b.Run("dbus/verify-4KiB", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				st, err := c.Verify(ctx, ipc.OpenRequest{}, bytes.NewReader(signed.Bytes()), io.Discard)
+				if err != nil || st.Signature != "good" {
+					b.Fatalf("verify: %+v %v", st, err)
+				}
+			})
+		}
+		l.report(b)
+	})
+	// The same through file descriptors, as smimectl sends them: the Go
+	// client passes an *os.File on a regular file as is (a bytes.Reader,
+	// above, goes as a byte array below 64 KiB).
+	inSigned := tempFile(b, signed.Bytes())
+	inMsg := tempFile(b, msg)
+	out := tempFile(b, nil)
+	rewind := func() {
+		for _, f := range []*os.File{inSigned, inMsg, out} {
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := out.Truncate(0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("dbus-fd/sign-4KiB-cached-key", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			rewind()
+			l.time(func() {
+				if err := cached.Sign(ctx, ipc.SignRequest{From: alice}, inMsg, out); err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
+		l.report(b)
+	})
+	b.Run("dbus-fd/verify-4KiB", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			rewind()
+			l.time(func() {
+				st, err := c.Verify(ctx, ipc.OpenRequest{}, inSigned, out)
+				if err != nil || st.Signature != "good" {
+					b.Fatalf("verify: %+v %v", st, err)
+				}
+			})
+		}
+		l.report(b)
+	})
+	b.Run("engine/verify-4KiB", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				st, err := smime.Verify(ctx, io.Discard, bytes.NewReader(signed.Bytes()), engineOpen)
+				if err != nil || st.Signature != "good" {
+					b.Fatalf("verify: %+v %v", st, err)
+				}
+			})
+		}
+		l.report(b)
+	})
+}
+
+// tempFile is a read-write file holding data.
+func tempFile(b *testing.B, data []byte) *os.File {
+	b.Helper()
+	f, err := os.CreateTemp(b.TempDir(), "bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	if _, err := f.Write(data); err != nil {
+		b.Fatal(err)
+	}
+	return f
+}
+
+// BenchmarkSignProcess: one process per message, as a script signs:
+// `smimectl sign` (through the daemon, one prompt and key unlock each)
+// against `openssl cms -sign` with the same key in a PEM file.
+func BenchmarkSignProcess(b *testing.B) {
+	openssl := needTool(b, "openssl")
+	pp := newPeople(b)
+	s := benchDaemon(b, pp, "")
+	msgPath := s.file("bench.eml", message4K())
+	out := filepath.Join(s.root, "bench.out")
+	certPath, keyPath, chainPath := pp.alice.WriteFiles(b, s.root)
+	entity := s.file("entity.txt", append([]byte("Content-Type: text/plain; charset=us-ascii\r\n\r\n"), message4K()[bytes.Index(message4K(), []byte("\r\n\r\n"))+4:]...))
+	env := append(s.baseEnv(), "DBUS_SESSION_BUS_ADDRESS="+s.busAddr)
+
+	run := func(b *testing.B, name string, args ...string) {
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				cmd := exec.Command(name, args...)
+				cmd.Env = env
+				if o, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("%s: %v\n%s", filepath.Base(name), err, o)
+				}
+			})
+		}
+		l.report(b)
+	}
+	b.Run("smimectl", func(b *testing.B) {
+		run(b, smimectlBin, "sign", "--from", alice, "--in", msgPath, "--out", out)
+	})
+	b.Run("openssl", func(b *testing.B) {
+		run(b, openssl, "cms", "-sign", "-signer", certPath, "-inkey", keyPath, "-certfile", chainPath,
+			"-md", "sha256", "-in", entity, "-out", out, "-from", alice, "-to", bob, "-subject", "bench")
+	})
+}
+
+// BenchmarkIdleRSS: the resident memory of a freshly started smimed with
+// one identity, after it has answered a status request and sat idle.
+func BenchmarkIdleRSS(b *testing.B) {
+	pp := newPeople(b)
+	s := newSandbox(b, options{pin: passphrase})
+	s.importP12(pp.alice)
+	if err := s.stop(); err != nil {
+		b.Fatal(err)
+	}
+	s.start() // a fresh process: the import's scrypt is not in its memory
+	s.must("status")
+	s.must("identities")
+	time.Sleep(time.Second)
+	rss := vmKiB(b, s.pid(), "VmRSS")
+	for b.Loop() {
+	}
+	b.ReportMetric(float64(rss)/1024, "idle-RSS-MiB")
+	b.ReportMetric(0, "ns/op")
+}
