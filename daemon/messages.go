@@ -282,6 +282,15 @@ func (s *Service) open(ctx context.Context, op string, req ipc.OpenRequest, in i
 		status.Error = "the message is not S/MIME protected"
 		return status, nil
 	}
+	if decrypt && errors.Is(err, smime.ErrDecryptionFailed) {
+		// Processed but not decryptable (wrong key, failed integrity
+		// check): an outcome the UI shows, not a failed request. Nothing
+		// of the content is valid; the client discards what out received.
+		s.logger.Info("opened", "op", op, "decryption", "failed", "reason", err.Error(), "bytes", msg.n)
+		status.Encrypted, status.Decryption = true, smime.DecryptionFail
+		status.Error = "the message could not be decrypted: it was damaged or changed in transit, or is not for this key"
+		return status, nil
+	}
 	if err != nil {
 		if !decrypt && errors.Is(err, smime.ErrNoKey) {
 			err = &ipc.Error{Name: ipc.NoIdentity, Message: "the message is encrypted; Verify does not decrypt (use Decrypt)", Err: err}

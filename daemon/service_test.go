@@ -655,3 +655,44 @@ func TestMapError(t *testing.T) {
 		t.Errorf("an Internal error shows its cause to the client: %v", got)
 	}
 }
+
+// TestDecryptDamagedMessage: a message for our key whose ciphertext was
+// changed is processed, not refused: status decryption "failed" with a
+// reason, no error, no content, and the key use is still audited.
+func TestDecryptDamagedMessage(t *testing.T) {
+	h := newHarness(t, harnessOptions{user: "[crypto]\nallow_modern = true\n"})
+	ctx := h.ctx()
+	alice := h.pki.Issue(t, testpki.Options{Email: "alice@example.org"})
+	h.importIdentity(alice)
+	body := strings.Repeat("The numbers are in and they are good. ", 600)
+	var enc bytes.Buffer
+	if err := h.svc.Encrypt(ctx, ipc.EncryptRequest{To: []string{"alice@example.org"}, From: "alice@example.org"},
+		bytes.NewReader(newMail("alice@example.org", "alice@example.org", "s", body)), &enc); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(enc.Bytes(), []byte("authEnveloped-data")) {
+		t.Fatal("allow_modern did not give AES-GCM")
+	}
+	damaged := bytes.Clone(enc.Bytes())
+	i := len(damaged) / 2
+	for damaged[i] < 'A' || damaged[i] > 'Y' { // a base64 letter deep inside the ciphertext
+		i++
+	}
+	damaged[i]++
+	h.setPINs(keyPass)
+	auditBefore := len(h.auditLines())
+	var out bytes.Buffer
+	st, err := h.svc.Decrypt(ctx, ipc.OpenRequest{}, bytes.NewReader(damaged), &out)
+	if err != nil {
+		t.Fatalf("Decrypt of a damaged message returned an error (want a status): %v", err)
+	}
+	if st.Decryption != "failed" || !st.Encrypted || st.Error == "" {
+		t.Fatalf("status = %+v", st)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("%d bytes of unauthenticated content released", out.Len())
+	}
+	if got := len(h.auditLines()) - auditBefore; got != 1 {
+		t.Fatalf("%d audit lines for the key use, want 1", got)
+	}
+}
