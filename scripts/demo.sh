@@ -193,7 +193,8 @@ if [[ -n $private ]]; then
   step "What the demo pinentry was asked"
   n=$(grep -c . "$work/pinentry.log" || true)
   echo "$n prompts (import: the new passphrase and its repeat; sign; encrypt --sign; decrypt); their descriptions:"
-  sed -n 's/.*"cmd":"SETDESC","arg":"\([^"]*\)".*/  - \1/p' "$work/pinentry.log" | sed 's/%0A/ /g; s/\\n/ /g'
+  # Quotes inside the description are JSON-escaped (\"): show them as ' before cutting at the closing quote.
+  sed -n -e "s/\\\\\"/'/g" -e 's/.*"cmd":"SETDESC","arg":"\([^"]*\)".*/  - \1/p' "$work/pinentry.log" | sed 's/%0A/ /g; s/\\n/ /g'
   if grep -q -- "$PASSPHRASE" "$work/smimed.log" "$work/pinentry.log" -r "$work/home" 2>/dev/null; then
     echo "demo: the passphrase appears in a log or state file!" >&2
     exit 1
