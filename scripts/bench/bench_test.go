@@ -74,3 +74,21 @@ func TestCheckAlgorithms(t *testing.T) {
 		t.Fatal("a PSS signature passed")
 	}
 }
+
+func TestParseBenchOutput(t *testing.T) {
+	out := []byte("goos: linux\n" +
+		"BenchmarkRoundTrip/dbus-fd/verify-4KiB-2         \t     200\t   1234567 ns/op\t      1070 p50-µs\t      5200 p99-µs\n" +
+		"BenchmarkRoundTrip/engine/verify-4KiB-2          \t     200\t    340000 ns/op\t       330 p50-µs\t       900 p99-µs\n" +
+		"BenchmarkIdleRSS-2 \t 1 \t 0 ns/op \t 9.7 idle-RSS-MiB\n" +
+		"PASS\n")
+	rows := parseBenchOutput(out)
+	if len(rows) != 3 || rows[0].Name != "RoundTrip/dbus-fd/verify-4KiB" || rows[0].Metrics["p50-µs"] != 1070 {
+		t.Fatalf("rows = %+v", rows)
+	}
+	got := daemonTargets(rows)
+	for _, want := range []string{"740 µs", "**NOT MET**", "9.7 MiB", "target < 20 MiB: met"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("targets %q lack %q", got, want)
+		}
+	}
+}

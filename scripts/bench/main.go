@@ -75,6 +75,7 @@ func run() error {
 	runs := flag.Int("runs", 0, "runs per row, best one reported (0: 5 below 16 MiB, 3 above)")
 	keep := flag.Bool("keep", false, "keep the temporary directory with keys, inputs and outputs")
 	verbose := flag.Bool("v", false, "log every process run")
+	daemonTime := flag.String("daemon-benchtime", "200x", "-benchtime for the daemon benchmarks in tests/e2e (\"\" skips them)")
 	tmp := flag.String("tmp", defaultTmp(), "where the temporary directory goes (tmpfs keeps disk writeback out of the timings)")
 	flag.Parse()
 
@@ -119,8 +120,17 @@ func run() error {
 		}
 		b.sizes = append(b.sizes, sr)
 	}
+	var daemonSection string
+	if *daemonTime != "" {
+		logf("daemon benchmarks (tests/e2e, -benchtime %s)", *daemonTime)
+		rows, out, err := daemonBench(ctx, *daemonTime)
+		if err != nil {
+			logf("daemon benchmarks FAILED: %v\n%s", err, out)
+		}
+		daemonSection = daemonReport(rows, err, *daemonTime)
+	}
 	b.loadEnd = loadAvg()
-	report := b.report(time.Since(b.start))
+	report := b.report(time.Since(b.start)) + "\n" + daemonSection
 	if err := writeFileAtomic(*out, []byte(report)); err != nil {
 		return err
 	}
