@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smimed/smimed/internal/peer"
+	"github.com/smimed/smimed/internal/testpki"
 	"github.com/smimed/smimed/ipc"
 	"github.com/smimed/smimed/ipc/dbus"
 	"github.com/smimed/smimed/smime"
@@ -259,6 +261,16 @@ func BenchmarkSignProcess(b *testing.B) {
 		}
 		l.report(b)
 	}
+	gpg := peer.NewGPGSM(b, pp.pki)
+	gpg.AddIdentity(b, pp.alice)
+	entityBytes := s.read(entity)
+	b.Run("gpgsm", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			l.time(func() { gpg.Sign(b, pp.alice, entityBytes, peer.GPGSMSign{}) })
+		}
+		l.report(b)
+	})
 	b.Run("smimectl", func(b *testing.B) {
 		run(b, smimectlBin, "sign", "--from", alice, "--in", msgPath, "--out", out)
 	})
@@ -286,4 +298,56 @@ func BenchmarkIdleRSS(b *testing.B) {
 	}
 	b.ReportMetric(float64(rss)/1024, "idle-RSS-MiB")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkSignEncrypt25MiB: a 25 MiB message signed and encrypted (to a
+// recipient and the sender) through the daemon with file descriptors, under
+// a policy that caches the unlocked key, against the engine in process.
+func BenchmarkSignEncrypt25MiB(b *testing.B) {
+	ctx := context.Background()
+	pp := newPeople(b)
+	s := benchDaemon(b, pp, "[keystore]\ncache_ttl = \"1h\"")
+	c := dial(b, s)
+	if _, err := c.CertsAdd(ctx, testpki.CertPEM(pp.bob.Cert)); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(s.root, "big.eml")
+	writeLargeMessage(b, path, 25<<20)
+	in, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	out := tempFile(b, nil)
+	req := ipc.EncryptRequest{To: []string{bob}, Sign: true, From: alice}
+	b.Run("dbus-fd", func(b *testing.B) {
+		b.SetBytes(25 << 20)
+		for b.Loop() {
+			if _, err := in.Seek(0, io.SeekStart); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := out.Seek(0, io.SeekStart); err != nil {
+				b.Fatal(err)
+			}
+			if err := out.Truncate(0); err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Encrypt(ctx, req, in, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("engine", func(b *testing.B) {
+		sign := smime.SignOptions{Signer: pp.alice.Key, Certificate: pp.alice.Cert, Chain: pp.alice.Chain}
+		enc := smime.EncryptOptions{Recipients: []smime.Recipient{{Certificate: pp.bob.Cert}}}
+		b.SetBytes(25 << 20)
+		for b.Loop() {
+			if _, err := in.Seek(0, io.SeekStart); err != nil {
+				b.Fatal(err)
+			}
+			if err := smime.SignAndEncrypt(ctx, io.Discard, in, sign, enc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -12,7 +12,7 @@ import (
 
 // writeLargeMessage writes a text mail of at least size bytes: 7-bit CRLF
 // lines of 76 characters.
-func writeLargeMessage(t *testing.T, path string, size int64) {
+func writeLargeMessage(t testing.TB, path string, size int64) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
