@@ -33,6 +33,7 @@ func (s *Service) tooLarge() error { return &tooLargeError{max: s.cfg.Limits.Max
 //	prompt.ErrCancelled, prompt.ErrTimeout,
 //	  context.Canceled, DeadlineExceeded         Cancelled
 //	keystore.ErrWrongPassphrase                  PinIncorrect ("wrong passphrase")
+//	a prompt agent's failure                     KeystoreLocked ("your prompt agent ...")
 //	keystore.ErrLocked, ErrUnavailable,
 //	  prompt.ErrNoPrompter                       KeystoreLocked
 //	smime.ErrNoKey, keystore.ErrNotFound,
@@ -55,6 +56,7 @@ func (s *Service) mapError(err error) error {
 		return ie
 	}
 	var tl *tooLargeError
+	var ae *agentError
 	mk := func(name ipc.ErrorName, msg string) error { return &ipc.Error{Name: name, Message: msg, Err: err} }
 	switch {
 	case errors.As(err, &tl):
@@ -67,6 +69,8 @@ func (s *Service) mapError(err error) error {
 		return mk(ipc.Cancelled, "the request was cancelled")
 	case errors.Is(err, keystore.ErrWrongPassphrase):
 		return mk(ipc.PinIncorrect, "wrong passphrase (it is not retried; try the operation again)")
+	case errors.As(err, &ae):
+		return mk(ipc.KeystoreLocked, "your prompt agent could not show the prompt: "+ae.err.Error())
 	case errors.Is(err, prompt.ErrNoPrompter):
 		return mk(ipc.KeystoreLocked, "no passphrase prompt can be shown (no pinentry program, or no display): "+plain(err))
 	case errors.Is(err, keystore.ErrLocked):

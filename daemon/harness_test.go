@@ -56,6 +56,7 @@ type harnessOptions struct {
 	backend string     // keystore.backend; "file" when empty
 	bus     *dbus.Conn // the session bus handed to the daemon
 	user    string     // extra user config text
+	prompt  string     // extra keys of the user config's [prompt] section
 	policy  string     // machine policy text; "" = none
 	env     []string
 	pki     *testpki.PKI
@@ -87,7 +88,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		backend = "file"
 	}
 	h.bus = o.bus
-	userText := "[prompt]\nprogram = " + quote(bin) + "\n[audit]\nsyslog = false\n[keystore]\nbackend = " + quote(backend) + "\n" + o.user
+	userText := "[prompt]\nprogram = " + quote(bin) + "\n" + o.prompt + "[audit]\nsyslog = false\n[keystore]\nbackend = " + quote(backend) + "\n" + o.user
 	userPath := filepath.Join(dir, "config.toml")
 	writeFile(t, userPath, userText)
 	policyPath := filepath.Join(dir, "policy.toml")

@@ -18,32 +18,23 @@ import (
 	"github.com/smimed/smimed/ipc"
 )
 
-// startKeyringBus starts a private dbus-daemon (no service activation) and,
-// on it, a real gnome-keyring-daemon in a throw-away HOME; with unlock its
-// login keyring is created and unlocked, without it there is none (and no
-// prompt can make one). It returns a connection to that bus.
-func startKeyringBus(t *testing.T, unlock bool) *dbus.Conn {
+// startPrivateBus starts a private dbus-daemon (no service activation)
+// with its socket in dir, and returns its address.
+func startPrivateBus(t *testing.T, dir string) string {
 	t.Helper()
-	tool := func(name string) string {
-		p, err := exec.LookPath(name)
-		if err != nil {
-			t.Fatalf("this test needs %s (Debian packages dbus-daemon, gnome-keyring): %v", name, err)
-		}
-		return p
+	busExe, err := exec.LookPath("dbus-daemon")
+	if err != nil {
+		t.Fatalf("this test needs dbus-daemon (Debian package dbus-daemon): %v", err)
 	}
-	busExe, gkExe := tool("dbus-daemon"), tool("gnome-keyring-daemon")
-	home, runtime := t.TempDir(), t.TempDir()
-	for _, d := range []string{home, runtime} {
-		if err := os.Chmod(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
 	}
-	conf := filepath.Join(runtime, "bus.conf")
+	conf := filepath.Join(dir, "bus.conf")
 	writeFile(t, conf, `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
-  <listen>unix:path=`+filepath.Join(runtime, "bus")+`</listen>
+  <listen>unix:path=`+filepath.Join(dir, "bus")+`</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
@@ -65,7 +56,28 @@ func startKeyringBus(t *testing.T, unlock bool) *dbus.Conn {
 	if err != nil {
 		t.Fatalf("dbus-daemon printed no address: %v", err)
 	}
-	addr = strings.TrimSpace(addr)
+	return strings.TrimSpace(addr)
+}
+
+// startKeyringBus starts a private dbus-daemon (no service activation) and,
+// on it, a real gnome-keyring-daemon in a throw-away HOME; with unlock its
+// login keyring is created and unlocked, without it there is none (and no
+// prompt can make one). It returns a connection to that bus.
+func startKeyringBus(t *testing.T, unlock bool) *dbus.Conn {
+	t.Helper()
+	tool := func(name string) string {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			t.Fatalf("this test needs %s (Debian packages dbus-daemon, gnome-keyring): %v", name, err)
+		}
+		return p
+	}
+	gkExe := tool("gnome-keyring-daemon")
+	home, runtime := t.TempDir(), t.TempDir()
+	if err := os.Chmod(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	addr := startPrivateBus(t, runtime)
 	conn, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)

@@ -138,7 +138,7 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	}
 	store, err := keystore.Open(ctx, keystore.Options{
 		Vault:    vault,
-		Prompter: NewPrompter(cfg.Prompt.Program, env, logger),
+		Prompter: NewPrompter(cfg.Prompt.Program, env, cfg.Prompt.AllowAgents, logger),
 		CacheTTL: cfg.Keystore.CacheTTL,
 		Logger:   logger,
 	})
@@ -178,6 +178,7 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		"policy", cfg.PolicyFile, "policy_loaded", cfg.PolicyFileLoaded,
 		"max_message_bytes", cfg.Limits.MaxMessageBytes,
 		"cache_ttl", cfg.Keystore.CacheTTL.String(),
+		"allow_agents", cfg.Prompt.AllowAgents,
 		"allow_modern", cfg.Crypto.AllowModern,
 		"default_hash", config.HashName(cfg.Crypto.DefaultHash))
 	return &Service{

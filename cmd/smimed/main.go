@@ -130,10 +130,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	defer svc.Close()
 
 	srv, err := smimedbus.NewServer(conn, svc, smimedbus.ServerOptions{
-		Logger:          logger,
-		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-		UID:             uint32(os.Getuid()),
-		ShutdownTimeout: shutdownTimeout,
+		Logger:            logger,
+		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
+		UID:               uint32(os.Getuid()),
+		ShutdownTimeout:   shutdownTimeout,
+		AllowPromptAgents: cfg.Prompt.AllowAgents,
 	})
 	if err != nil {
 		logger.Error("cannot serve", "err", err)

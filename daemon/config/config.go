@@ -85,6 +85,11 @@ type Prompt struct {
 	// Program is the pinentry to run; empty means $SMIMED_PINENTRY, else
 	// the first installed of the usual pinentry programs.
 	Program string
+	// AllowAgents lets a client register a prompt agent that shows the
+	// prompts of its own requests (a mail client's own window) instead of
+	// pinentry. Default true; a policy that locks it false keeps every
+	// prompt in pinentry.
+	AllowAgents bool
 }
 
 // Keystore chooses where software identities are kept.
@@ -133,6 +138,7 @@ type Audit struct {
 func Default() *Config {
 	return &Config{
 		Limits:   Limits{MaxMessageBytes: 256 << 20},
+		Prompt:   Prompt{AllowAgents: true},
 		Keystore: Keystore{Backend: BackendAuto},
 		Crypto:   Crypto{DefaultHash: crypto.SHA256},
 		Trust:    Trust{SystemRoots: true},
@@ -409,6 +415,11 @@ func keyDefs() []keyDef {
 		{"prompt.program", func(c *Config, v any) error {
 			s, err := stringValue(v)
 			c.Prompt.Program = s
+			return err
+		}},
+		{"prompt.allow_agents", func(c *Config, v any) error {
+			b, err := boolValue(v)
+			c.Prompt.AllowAgents = b
 			return err
 		}},
 		{"keystore.backend", func(c *Config, v any) error {

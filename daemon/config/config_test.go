@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestLoadDefaultsWhenNoFile(t *testing.T) {
 		t.Errorf("got %+v, want the defaults %+v", cfg, want)
 	}
 	if cfg.Limits.MaxMessageBytes != 256<<20 || cfg.Keystore.Backend != "auto" || cfg.Crypto.DefaultHash != crypto.SHA256 ||
-		!cfg.Trust.SystemRoots || cfg.Keystore.CacheTTL != 0 || cfg.Crypto.AllowModern {
+		!cfg.Trust.SystemRoots || cfg.Keystore.CacheTTL != 0 || cfg.Crypto.AllowModern || !cfg.Prompt.AllowAgents {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
 	if cfg.UserFileLoaded || cfg.PolicyFileLoaded {
@@ -55,6 +56,7 @@ func TestUserValues(t *testing.T) {
 max_message_bytes = "64MiB"
 [prompt]
 program = "/usr/bin/pinentry-tty"
+allow_agents = false
 [keystore]
 backend = "file"
 [crypto]
@@ -206,6 +208,33 @@ func TestPolicy(t *testing.T) {
 				}
 			},
 			warnings: 2,
+		},
+		{
+			name:   "policy locks prompt agents off",
+			policy: "enforce = [\"prompt.allow_agents\"]\n[prompt]\nallow_agents = false\n",
+			user:   "[prompt]\nallow_agents = true\nprogram = \"/usr/bin/pinentry-tty\"\n",
+			check: func(t *testing.T, c *Config) {
+				if c.Prompt.AllowAgents {
+					t.Error("the user turned prompt agents on against a policy that locks them off")
+				}
+				if c.Prompt.Program != "/usr/bin/pinentry-tty" {
+					t.Errorf("program = %q, the user may change an unenforced key", c.Prompt.Program)
+				}
+				if !slices.Equal(c.Locked, []string{"prompt.allow_agents"}) {
+					t.Errorf("Locked = %v", c.Locked)
+				}
+			},
+			warnings: 1,
+		},
+		{
+			name:   "policy default for prompt agents, user may change it",
+			policy: "[prompt]\nallow_agents = false\n",
+			user:   "[prompt]\nallow_agents = true\n",
+			check: func(t *testing.T, c *Config) {
+				if !c.Prompt.AllowAgents {
+					t.Error("an unlocked policy value beat the user's")
+				}
+			},
 		},
 		{
 			name:   "no policy: no passphrase cache",

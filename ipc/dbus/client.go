@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -42,9 +43,19 @@ type ClientOptions struct {
 // writing them on the daemon fails. Anything else runs on until it is done,
 // or until the Client is closed: leaving the bus cancels every request of
 // this client on the daemon.
+//
+// RegisterPromptAgent lets the client show the daemon's prompts for its own
+// requests itself.
 type Client struct {
 	conn *godbus.Conn
 	obj  godbus.BusObject
+
+	agentMu   sync.Mutex
+	agent     ipc.PromptAgent // registered with the daemon; nil when none
+	agentCtx  context.Context // parent of the prompts' contexts; ends at unregistration or Close
+	agentStop context.CancelFunc
+	asks      map[askKey]context.CancelFunc // prompts being shown
+	early     map[askKey]time.Time          // Cancels that came before their Ask
 }
 
 var _ ipc.Service = (*Client)(nil)

@@ -503,6 +503,8 @@ func TestMalformedArguments(t *testing.T) {
 		{"int for string", "CertsFind", []any{int32(7)}, []string{errInvalidArgs}},
 		{"extra argument", "Status", []any{"x"}, []string{errInvalidArgs}},
 		{"password of the wrong type", "ImportPKCS12", []any{[]byte("p12"), map[string]godbus.Variant{"password": godbus.MakeVariant("pw")}}, []string{errInvalidArgs}},
+		{"string for an object path", "RegisterPromptAgent", []any{"/org/x"}, []string{errInvalidArgs}},
+		{"argument to UnregisterPromptAgent", "UnregisterPromptAgent", []any{godbus.ObjectPath("/org/x")}, []string{errInvalidArgs}},
 		{"unknown method", "Explode", nil, []string{errUnknownMethod}},
 	}
 	fdsBefore := openFDCount(t) // the test's own copies are open already
@@ -670,6 +672,7 @@ func helperClient() int {
 		record("Status", err)
 		record("SignBytes", c.Sign(ctx, ipc.SignRequest{}, strings.NewReader("m"), io.Discard))
 		record("Sign", c.Sign(ctx, ipc.SignRequest{}, onlyReader{strings.NewReader("m")}, io.Discard))
+		record("RegisterPromptAgent", c.RegisterPromptAgent(ctx, &testAgent{}))
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(res)
 	return 0
@@ -681,7 +684,7 @@ func TestOtherUserRefused(t *testing.T) {
 	}
 	addr := startBus(t, true)
 	f := newFake()
-	newEnv(t, f, ServerOptions{}, addr)
+	newEnv(t, f, ServerOptions{AllowPromptAgents: true}, addr) // so that only the uid refuses agents
 
 	// The test binary sits in a directory only root can enter; copy it.
 	self, err := os.Executable()
@@ -721,7 +724,7 @@ func TestOtherUserRefused(t *testing.T) {
 	if res["uid"] != "65534" {
 		t.Fatalf("helper ran as uid %s", res["uid"])
 	}
-	for _, m := range []string{"Status", "SignBytes", "Sign"} {
+	for _, m := range []string{"Status", "SignBytes", "Sign", "RegisterPromptAgent"} {
 		if res[m] != string(ipc.NotAuthorized) {
 			t.Errorf("%s as uid 65534: %q, want NotAuthorized (all: %v)", m, res[m], res)
 		}

@@ -10,6 +10,12 @@
 // BytesLimit. docs/org.smimed.Smimed1.xml documents every method. A test
 // checks that file against what the server returns from Introspect.
 //
+// A client may register a prompt agent (RegisterPromptAgent, interface
+// AgentInterface on the client's own connection) that shows the prompts of
+// its own requests; the server hands it to the Service in the request's
+// context (ipc.PromptAgentFrom), and Client.RegisterPromptAgent exports one
+// for any ipc.PromptAgent.
+//
 // The transport needs Unix file descriptor passing, so it builds only on Unix
 // systems. Windows uses a named pipe instead.
 package dbus

@@ -237,6 +237,7 @@ type fake struct {
 	requests []any // requests and arguments, in call order
 	err      error
 	panicIn  string
+	hook     func(ctx context.Context) error // run by Sign, when set
 
 	blockMu sync.Mutex
 	block   chan struct{} // when set, Sign waits for it to close or for ctx
@@ -260,6 +261,14 @@ func (f *fake) setPanic(method string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.panicIn = method
+}
+
+// setHook makes Sign run fn with its context first and fail with fn's
+// error.
+func (f *fake) setHook(fn func(ctx context.Context) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hook = fn
 }
 
 // blockSign makes Sign wait until unblock.
@@ -404,6 +413,14 @@ func (f *fake) Sign(ctx context.Context, req ipc.SignRequest, in io.Reader, out 
 	defer done()
 	if err != nil {
 		return err
+	}
+	f.mu.Lock()
+	hook := f.hook
+	f.mu.Unlock()
+	if hook != nil {
+		if err := hook(ctx); err != nil {
+			return err
+		}
 	}
 	f.blockMu.Lock()
 	block := f.block

@@ -5,6 +5,7 @@ package dbus
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -106,6 +107,24 @@ func methodDocs() []methodDoc {
 			in: bytesArgs(ipc.OpenRequest{}, "S/MIME message"), out: []argDoc{{name: "content", doc: "the innermost protected entity"}, statusOut()}},
 		{name: "VerifyBytes", doc: "Verify for small messages, as a byte array.",
 			in: bytesArgs(ipc.OpenRequest{}, "S/MIME message"), out: []argDoc{{name: "content", doc: "the signed content"}, statusOut()}},
+		{name: "RegisterPromptAgent", doc: "Registers a prompt agent: from now on, the prompts (PIN, passphrase, confirmation) of the caller's own requests are sent to the object agent on the caller's connection, which implements " + AgentInterface + " (see the top of this file), instead of being shown by pinentry. Requests of other connections are not affected. One agent per connection: registering again replaces it; UnregisterPromptAgent or leaving the bus drops it. NotAuthorized when prompt agents are turned off (prompt.allow_agents).",
+			in: []argDoc{{name: "agent", doc: "path of the agent object on the caller's own connection"}}},
+		{name: "UnregisterPromptAgent", doc: "Drops the caller's prompt agent: its prompts are shown by pinentry again. Does nothing when none is registered."},
+	}
+}
+
+// agentMethodDocs lists the methods of AgentInterface, which a client
+// implements on its own connection (agentObject in this package).
+func agentMethodDocs() []methodDoc {
+	return []methodDoc{
+		{name: "Ask", doc: "Shows one prompt and returns when the user has answered it. PIN and passphrase prompts return the secret the user entered; a confirm prompt returns an empty array when the user allowed the operation; a notice stays on screen until Cancel and then returns an empty array. The user cancelling or declining is the error " + DBusErrorName(ipc.Cancelled) + "; any other error fails the request's prompt. A wrong secret is never retried automatically: each Ask is one user action, and the next carries the failure in its error key.",
+			in: []argDoc{
+				{name: "id", doc: "the prompt's number, for Cancel"},
+				{name: "request", opts: ipc.PromptRequest{}, doc: "what is asked: kind (pin, passphrase, confirm or notice) and operation (sign, decrypt, unlock or import); description, title and error are ready to show, cleaned of control characters; the other keys are the raw, untrusted parts they were made from; tries_left is shown when positive; empty values are left out"},
+			},
+			out: []argDoc{{name: "secret", doc: fmt.Sprintf("the PIN or passphrase, at most %d bytes; empty for confirm and notice", MaxAgentSecretBytes)}}},
+		{name: "Cancel", doc: "The daemon no longer waits for prompt id (its request was cancelled, or the notice is over): take the prompt down. Sent without expecting a reply; it may overtake its Ask, and may name a prompt already answered.",
+			in: []argDoc{{name: "id", doc: "the id given to Ask"}}},
 	}
 }
 
@@ -120,7 +139,13 @@ func signalDocs() []signalDoc {
 // methodSignatures returns the D-Bus in and out signatures of the exported
 // method name of object, one entry per argument.
 func methodSignatures(name string) (in, out []string, ok bool) {
-	m, ok := reflect.TypeFor[object]().MethodByName(name)
+	return methodSignaturesOf(reflect.TypeFor[object](), name)
+}
+
+// methodSignaturesOf returns the D-Bus in and out signatures of the
+// exported method name of the exported type t.
+func methodSignaturesOf(typ reflect.Type, name string) (in, out []string, ok bool) {
+	m, ok := typ.MethodByName(name)
 	if !ok {
 		return nil, nil, false
 	}
@@ -175,7 +200,20 @@ func introspectionXML() (string, error) {
 	for _, n := range ipc.AllErrorNames() {
 		fmt.Fprintf(&b, "    %s: %s\n", DBusErrorName(n), docs[n])
 	}
-	b.WriteString(`-->
+	b.WriteString(`
+  Prompt agents (RegisterPromptAgent): a client with a window of its own
+  may show the PIN and passphrase prompts of its own requests itself. It
+  exports an object on its connection, registers its path, and while the
+  registration lasts the daemon calls, instead of running pinentry:
+`)
+	if err := writeAgentSummary(&b); err != nil {
+		return "", err
+	}
+	b.WriteString(`  Ask is called while the client's request waits for its reply, so the
+  client must dispatch incoming calls concurrently. Only the daemon's user
+  may register, and only the owner of ` + BusName + ` should be answered.
+  The machine policy can turn agents off (prompt.allow_agents).
+-->
 <node>
   <interface name="org.freedesktop.DBus.Introspectable">
     <method name="Introspect">
@@ -190,20 +228,109 @@ func introspectionXML() (string, error) {
   </interface>
   <interface name="` + Interface + `">
 `)
-	for _, m := range methodDocs() {
-		in, out, ok := methodSignatures(m.name)
-		if !ok || len(in) != len(m.in) || len(out) != len(m.out) {
-			return "", fmt.Errorf("ipc/dbus: the documentation of %s does not match its Go signature", m.name)
-		}
-		fmt.Fprintf(&b, "    <!-- %s -->\n", xmlComment(m.doc))
-		fmt.Fprintf(&b, "    <method name=\"%s\">\n", m.name)
-		writeArgs(&b, m.in, in, "in")
-		writeArgs(&b, m.out, out, "out")
-		b.WriteString("    </method>\n")
+	if err := writeMethods(&b, reflect.TypeFor[object](), methodDocs()); err != nil {
+		return "", err
 	}
 	for _, s := range signalDocs() {
 		fmt.Fprintf(&b, "    <!-- %s -->\n", xmlComment(s.doc))
 		fmt.Fprintf(&b, "    <signal name=\"%s\"/>\n", s.name)
+	}
+	b.WriteString("  </interface>\n</node>\n")
+	return b.String(), nil
+}
+
+// writeMethods writes the <method> elements of docs, whose signatures come
+// from the Go methods of typ.
+func writeMethods(b *strings.Builder, typ reflect.Type, docs []methodDoc) error {
+	for _, m := range docs {
+		in, out, ok := methodSignaturesOf(typ, m.name)
+		if !ok || len(in) != len(m.in) || len(out) != len(m.out) {
+			return fmt.Errorf("ipc/dbus: the documentation of %s does not match its Go signature", m.name)
+		}
+		fmt.Fprintf(b, "    <!-- %s -->\n", xmlComment(m.doc))
+		if len(in)+len(out) == 0 {
+			fmt.Fprintf(b, "    <method name=\"%s\"/>\n", m.name)
+			continue
+		}
+		fmt.Fprintf(b, "    <method name=\"%s\">\n", m.name)
+		writeArgs(b, m.in, in, "in")
+		writeArgs(b, m.out, out, "out")
+		b.WriteString("    </method>\n")
+	}
+	return nil
+}
+
+// writeAgentSummary describes AgentInterface in plain text, for the comment
+// at the top of the daemon's introspection XML (an XML comment cannot hold
+// the interface's own XML, whose comments would end it).
+func writeAgentSummary(b *strings.Builder) error {
+	typ := reflect.TypeFor[agentObject]()
+	fmt.Fprintf(b, "\n    interface %s\n", AgentInterface)
+	for _, m := range agentMethodDocs() {
+		in, out, ok := methodSignaturesOf(typ, m.name)
+		if !ok || len(in) != len(m.in) || len(out) != len(m.out) {
+			return fmt.Errorf("ipc/dbus: the documentation of %s.%s does not match its Go signature", AgentInterface, m.name)
+		}
+		sig := func(docs []argDoc, sigs []string) string {
+			var parts []string
+			for i, a := range docs {
+				parts = append(parts, sigs[i]+" "+a.name)
+			}
+			return strings.Join(parts, ", ")
+		}
+		line := m.name + "(" + sig(m.in, in) + ")"
+		if len(out) > 0 {
+			line += " -> (" + sig(m.out, out) + ")"
+		}
+		b.WriteString("      " + line + "\n")
+		wrap(b, m.doc, "          ")
+		for _, a := range append(slices.Clone(m.in), m.out...) {
+			text := a.name + ": " + a.doc
+			if a.opts != nil {
+				text += ". Keys: " + describeOptions(a.opts)
+			}
+			wrap(b, text, "          - ")
+		}
+	}
+	b.WriteString("\n")
+	return nil
+}
+
+// wrap writes text in lines of at most 78 columns, the first one after
+// prefix and the others indented as far.
+func wrap(b *strings.Builder, text, prefix string) {
+	indent := strings.Repeat(" ", len(prefix))
+	line := prefix
+	for _, w := range strings.Fields(xmlComment(text)) {
+		if len(line) > len(indent) && len(line)+1+len(w) > 78 {
+			b.WriteString(strings.TrimRight(line, " ") + "\n")
+			line = indent
+		}
+		if len(line) > len(indent) {
+			line += " "
+		}
+		line += w
+	}
+	b.WriteString(strings.TrimRight(line, " ") + "\n")
+}
+
+// agentIntrospectionXML is what the agent object exported by
+// Client.RegisterPromptAgent returns from Introspect.
+func agentIntrospectionXML() (string, error) {
+	var b strings.Builder
+	b.WriteString(`<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">
+<!-- A prompt agent of smimed: see RegisterPromptAgent in docs/org.smimed.Smimed1.xml. -->
+<node>
+  <interface name="org.freedesktop.DBus.Introspectable">
+    <method name="Introspect">
+      <arg name="xml_data" type="s" direction="out"/>
+    </method>
+  </interface>
+  <interface name="` + AgentInterface + `">
+`)
+	if err := writeMethods(&b, reflect.TypeFor[agentObject](), agentMethodDocs()); err != nil {
+		return "", err
 	}
 	b.WriteString("  </interface>\n</node>\n")
 	return b.String(), nil

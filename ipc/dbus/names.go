@@ -18,6 +18,15 @@ const (
 	Interface = "org.smimed.Smimed1"
 	// ErrorPrefix precedes an ipc.ErrorName in a D-Bus error name.
 	ErrorPrefix = "org.smimed.Error."
+
+	// AgentInterface is the interface of a prompt agent: an object a client
+	// exports on its own connection and registers with
+	// RegisterPromptAgent, so that the prompts of its requests are shown
+	// by the client instead of pinentry.
+	AgentInterface = "org.smimed.PromptAgent1"
+	// AgentObjectPath is where Client.RegisterPromptAgent exports its
+	// agent. Other clients may use any path.
+	AgentObjectPath = "/org/smimed/PromptAgent1"
 )
 
 // Limits of the transport.
@@ -28,6 +37,9 @@ const (
 	BytesLimit = 1 << 20
 	// DefaultMaxMessageBytes is the default limit of ServerOptions.MaxMessageBytes.
 	DefaultMaxMessageBytes = 256 << 20
+	// MaxAgentSecretBytes is the longest secret a prompt agent may return;
+	// a longer answer fails the prompt.
+	MaxAgentSecretBytes = 4096
 )
 
 // Standard D-Bus error names used by this package.
@@ -42,6 +54,7 @@ const (
 	errUnknownObject  = "org.freedesktop.DBus.Error.UnknownObject"
 	errNoSuchObject   = "org.freedesktop.DBus.Error.NoSuchObject"
 	errUnknownIface   = "org.freedesktop.DBus.Error.UnknownInterface"
+	errAccessDenied   = "org.freedesktop.DBus.Error.AccessDenied"
 )
 
 // ErrUnreachable is wrapped by client errors that mean the daemon could not
@@ -69,7 +82,7 @@ func errorDocs() map[ipc.ErrorName]string {
 		ipc.NoRecipientCertificate: "no usable certificate for a recipient",
 		ipc.BadMessage:             "the input is not a message or certificate the daemon can read",
 		ipc.TooLarge:               "the payload exceeds the configured limit, or BytesLimit for a *Bytes method",
-		ipc.NotAuthorized:          "the caller is not the daemon's user, or policy forbids the request",
+		ipc.NotAuthorized:          "the caller is not the daemon's user, or policy forbids the request (e.g. RegisterPromptAgent when prompt.allow_agents is off)",
 		ipc.KeystoreLocked:         "the keystore is locked and no unlock prompt could be shown",
 		ipc.Unsupported:            "the request needs something this daemon or policy does not offer",
 		ipc.Internal:               "a bug or an unexpected failure; details are in the daemon's log",

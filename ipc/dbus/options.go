@@ -12,10 +12,11 @@ import (
 
 // Options travel as a{sv}. The keys are the JSON names of the ipc request
 // struct's fields, and each value has the D-Bus type of its Go field: string
-// is s, bool is b, []string is as, []byte is ay. New fields of the ipc request
-// types become new keys without any change here. Unknown keys are ignored, so
-// a newer client still works with an older daemon. A known key with the
-// wrong type is refused.
+// is s, bool is b, int is i, []string is as, []byte is ay. New fields of the
+// ipc request types become new keys without any change here. Unknown keys
+// are ignored, so a newer client still works with an older daemon. A known
+// key with the wrong type is refused. The prompt requests sent to prompt
+// agents (ipc.PromptRequest) travel the same way.
 
 // optionField is one field of an options struct.
 type optionField struct {
@@ -71,10 +72,16 @@ func decodeOptions(opts map[string]godbus.Variant, req any) error {
 		}
 		fv := v.Field(f.index)
 		rv := reflect.ValueOf(val.Value())
-		if !rv.Type().AssignableTo(fv.Type()) {
+		switch {
+		case rv.Type().AssignableTo(fv.Type()):
+			fv.Set(rv)
+		case rv.CanInt() && fv.CanInt():
+			// Same signature, another Go type: an int field travels as
+			// i and arrives as int32.
+			fv.SetInt(rv.Int())
+		default:
 			return fmt.Errorf("option %q must have type %s", f.key, f.sig)
 		}
-		fv.Set(rv)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -34,6 +35,12 @@ type ServerOptions struct {
 	// once its context is done. When it expires, their contexts are cancelled
 	// and Run waits for them to return. Zero means wait as long as they take.
 	ShutdownTimeout time.Duration
+	// AllowPromptAgents lets clients register prompt agents
+	// (RegisterPromptAgent), so that the prompts of their own requests are
+	// shown by them instead of pinentry. False, the zero value, refuses
+	// every registration with NotAuthorized; the daemon sets it from its
+	// configuration (prompt.allow_agents).
+	AllowPromptAgents bool
 }
 
 // Server serves an ipc.Service on a D-Bus connection.
@@ -43,9 +50,10 @@ type ServerOptions struct {
 // one. Before the service is called, the server asks the bus for the
 // caller's uid and pid (cached per unique name while the name lives). A
 // caller of another uid gets NotAuthorized. Every request's context carries
-// the ipc.Caller and is cancelled when the caller leaves the bus. A panic in
-// the service is recovered, logged with its stack, and answered with
-// Internal.
+// the ipc.Caller and is cancelled when the caller leaves the bus. When the
+// caller has registered a prompt agent (and AllowPromptAgents), the context
+// also carries it (ipc.PromptAgentFrom). A panic in the service is
+// recovered, logged with its stack, and answered with Internal.
 type Server struct {
 	conn            *godbus.Conn
 	svc             ipc.Service
@@ -53,6 +61,7 @@ type Server struct {
 	maxBytes        int64
 	uid             uint32
 	shutdownTimeout time.Duration
+	allowAgents     bool
 	xml             string
 	signatures      map[string]string // method name → its in signature
 
@@ -62,6 +71,8 @@ type Server struct {
 	cancelBase context.CancelFunc
 	callers    map[string]*callerEntry // by unique bus name
 	inflight   sync.WaitGroup
+
+	promptIDs atomic.Uint32 // numbers the prompts sent to agents
 }
 
 type serverState int
@@ -80,6 +91,10 @@ type callerEntry struct {
 	once   sync.Once
 	caller ipc.Caller
 	err    error
+	// agent is the path of the caller's registered prompt agent on its
+	// own connection; "" when none. Guarded by Server.mu. It goes with the
+	// entry when the caller leaves the bus.
+	agent godbus.ObjectPath
 }
 
 // NewServer returns a server for svc on conn. conn must be connected to the
@@ -100,6 +115,7 @@ func NewServer(conn *godbus.Conn, svc ipc.Service, opts ServerOptions) (*Server,
 		maxBytes:        opts.MaxMessageBytes,
 		uid:             opts.UID,
 		shutdownTimeout: opts.ShutdownTimeout,
+		allowAgents:     opts.AllowPromptAgents,
 		xml:             xml,
 		signatures:      make(map[string]string),
 		callers:         make(map[string]*callerEntry),
@@ -330,9 +346,15 @@ func (s *Server) watchCallers(signals <-chan *godbus.Signal, stop <-chan struct{
 
 // call runs one method call for the sender of msg: it admits the request,
 // checks the caller's uid and the argument signature, and runs fn with a
-// context that carries the caller. fn owns the descriptors in msg; when fn
-// is not run, call closes them.
-func (s *Server) call(msg *godbus.Message, method string, fn func(ctx context.Context) error) (derr *godbus.Error) {
+// context that carries the caller (and its prompt agent, when it has one).
+// fn owns the descriptors in msg; when fn is not run, call closes them.
+func (s *Server) call(msg *godbus.Message, method string, fn func(ctx context.Context) error) *godbus.Error {
+	return s.callEntry(msg, method, func(ctx context.Context, _ *callerEntry) error { return fn(ctx) })
+}
+
+// callEntry is call for methods that change what the server knows about
+// the caller: fn also gets the caller's entry.
+func (s *Server) callEntry(msg *godbus.Message, method string, fn func(ctx context.Context, e *callerEntry) error) (derr *godbus.Error) {
 	sender, _ := msg.Headers[godbus.FieldSender].Value().(string)
 	entry, done, derr := s.admit(sender)
 	if derr != nil {
@@ -361,6 +383,7 @@ func (s *Server) call(msg *godbus.Message, method string, fn func(ctx context.Co
 	ctx, cancel := context.WithCancel(entry.ctx)
 	defer cancel()
 	ctx = ipc.WithCaller(ctx, caller)
+	ctx = ipc.WithPromptAgent(ctx, s.promptAgent(entry, sender))
 
 	defer func() {
 		if r := recover(); r != nil {
@@ -369,7 +392,7 @@ func (s *Server) call(msg *godbus.Message, method string, fn func(ctx context.Co
 			derr = s.errorReply(method, ipc.Errorf(ipc.Internal, "internal error in %s; see the smimed log", method))
 		}
 	}()
-	if err := fn(ctx); err != nil {
+	if err := fn(ctx, entry); err != nil {
 		return s.errorReply(method, err)
 	}
 	return nil
