@@ -71,6 +71,7 @@ type Server struct {
 	cancelBase context.CancelFunc
 	callers    map[string]*callerEntry // by unique bus name
 	inflight   sync.WaitGroup
+	active     atomic.Int64 // requests admitted and not yet done, for drain
 
 	promptIDs atomic.Uint32 // numbers the prompts sent to agents
 }
@@ -253,11 +254,21 @@ func (s *Server) requestName(ctx context.Context) error {
 	return fmt.Errorf("ipc/dbus: requesting the name %s: unexpected reply %d", BusName, reply)
 }
 
-// drain stops accepting requests and waits for those that run.
+// replyGrace is how long drain waits, after the last in-flight request's
+// method returned, before the connection may be closed: godbus sends the
+// reply on the request's goroutine only after the method returns, and no
+// hook says when it has gone out, so closing at once could drop it.
+const replyGrace = 250 * time.Millisecond
+
+// drain stops accepting requests and waits for those that run (and, if
+// any ran, for their replies to be sent; see replyGrace).
 func (s *Server) drain() {
 	s.mu.Lock()
 	s.state = stateDraining
 	s.mu.Unlock()
+	if s.active.Load() > 0 {
+		defer time.Sleep(replyGrace)
+	}
 	done := make(chan struct{})
 	go func() {
 		s.inflight.Wait()
@@ -407,13 +418,14 @@ func (s *Server) admit(sender string) (*callerEntry, func(), *godbus.Error) {
 		return nil, nil, &godbus.Error{Name: errNoServer, Body: []any{"smimed is shutting down"}}
 	}
 	s.inflight.Add(1)
+	s.active.Add(1)
 	e := s.callers[sender]
 	if e == nil {
 		e = &callerEntry{}
 		e.ctx, e.cancel = context.WithCancel(s.base)
 		s.callers[sender] = e
 	}
-	return e, s.inflight.Done, nil
+	return e, func() { s.active.Add(-1); s.inflight.Done() }, nil
 }
 
 // identify asks the bus who sender is, once per unique name. The entry
