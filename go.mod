@@ -12,4 +12,4 @@ require (
 	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
 
-require github.com/miekg/pkcs11 v1.1.2 // indirect
+require github.com/miekg/pkcs11 v1.1.2

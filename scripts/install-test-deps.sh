@@ -20,6 +20,11 @@ needs=(
   "gnome-keyring-daemon gnome-keyring"
   "secret-tool libsecret-tools"
   "systemd-analyze systemd"
+  "softhsm2-util softhsm2"
+  "pkcs11-tool opensc"
+  "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so opensc-pkcs11"
+  "gcc gcc"
+  "/usr/include/stdio.h libc6-dev"
 )
 
 missing=()
