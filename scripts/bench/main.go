@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench compares smimed's S/MIME engine with openssl cms, NSS's
 // cmsutil (Thunderbird's libraries) and gpgsm on the same messages and keys,
 // each as a separate process, and writes the tables to docs/benchmarks.md.
