@@ -529,7 +529,7 @@ func secretForms(sec string) [][]byte {
 	return [][]byte{[]byte(sec), utf16, []byte(fmt.Sprintf("%x", sec))}
 }
 
-// vmKiB reads a "VmXXX:" line of /proc/<pid>/status in KiB.
+// vmKiB reads one "Vm...:" line (VmRSS, VmHWM) of /proc/<pid>/status in KiB.
 func vmKiB(tb testing.TB, pid int, field string) int64 {
 	tb.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
