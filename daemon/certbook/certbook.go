@@ -236,6 +236,38 @@ type Book struct {
 	dir    string
 	logger *slog.Logger
 	mu     sync.Mutex // serialises read-modify-write of entries
+	roots  rootsCache
+	// seen caches entries Add read, by path, with the file's size and
+	// modification time: a signer verified again and again is merged
+	// without re-reading and re-parsing its file. Guarded by mu.
+	seen map[string]seenEntry
+}
+
+type seenEntry struct {
+	mod  time.Time
+	size int64
+	e    Entry
+}
+
+// readEntrySeen is readEntry through the seen cache; the caller holds b.mu.
+func (b *Book) readEntrySeen(path string) (Entry, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return Entry{}, err
+	}
+	if c, ok := b.seen[path]; ok && c.mod.Equal(st.ModTime()) && c.size == st.Size() {
+		return c.e, nil
+	}
+	e, err := readEntry(path)
+	if err != nil {
+		delete(b.seen, path)
+		return Entry{}, err
+	}
+	if b.seen == nil {
+		b.seen = map[string]seenEntry{}
+	}
+	b.seen[path] = seenEntry{mod: st.ModTime(), size: st.Size(), e: e}
+	return e, nil
 }
 
 // DefaultDir returns $XDG_DATA_HOME/smimed (~/.local/share/smimed).
@@ -329,6 +361,7 @@ func readAnchor(path string) (*x509.Certificate, error) {
 func (b *Book) AddAnchors(ctx context.Context, certs []*x509.Certificate) ([]*x509.Certificate, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.roots.invalidate()
 	var added []*x509.Certificate
 	for _, c := range certs {
 		if err := ctx.Err(); err != nil {
@@ -352,6 +385,7 @@ func (b *Book) AddAnchors(ctx context.Context, certs []*x509.Certificate) ([]*x5
 func (b *Book) RemoveAnchors(ctx context.Context, fingerprints []string) ([]*x509.Certificate, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.roots.invalidate()
 	var removed []*x509.Certificate
 	for _, fp := range fingerprints {
 		if err := ctx.Err(); err != nil {
@@ -444,7 +478,7 @@ func (b *Book) Add(ctx context.Context, e Entry) (changed bool, err error) {
 	defer b.mu.Unlock()
 	path := filepath.Join(b.certsDir(), Fingerprint(e.Certificate)+".json")
 	merged := e
-	if old, err := readEntry(path); err == nil {
+	if old, err := b.readEntrySeen(path); err == nil {
 		merged = old
 		if e.Capabilities != nil && !e.CapabilitiesSeen.Before(old.CapabilitiesSeen) {
 			merged.Capabilities, merged.CapabilitiesSeen = e.Capabilities, e.CapabilitiesSeen
@@ -468,6 +502,7 @@ func (b *Book) Add(ctx context.Context, e Entry) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	delete(b.seen, path)
 	if err := writeAtomic(path, data); err != nil {
 		return false, err
 	}
