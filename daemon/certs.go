@@ -91,7 +91,7 @@ func (s *Service) lookup(ctx context.Context, addr string, ids []keystore.Identi
 	}
 	var own []certbook.Entry
 	for _, id := range ids {
-		own = append(own, certbook.Entry{Certificate: id.Certificate, Capabilities: cms.DefaultCapabilities()})
+		own = append(own, certbook.Entry{Certificate: id.Certificate, Capabilities: capabilities(id)})
 	}
 	if mine, ownReason := certbook.Select(own, addr, now); len(mine) > 0 {
 		return recipientLookup{entries: mine}, nil

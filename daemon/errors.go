@@ -43,6 +43,13 @@ func (s *Service) tooLarge() error { return &tooLargeError{max: s.cfg.Limits.Max
 //	  cms.ErrMalformed                           BadMessage
 //	smime.ErrUnsupported, cms.ErrUnsupported,
 //	  keystore.ErrUnsupportedKey                 Unsupported
+//	tokens.ErrPinIncorrect                       PinIncorrect (no retry)
+//	tokens.ErrPinLocked                          PinLocked (says to use the PUK or ask IT support)
+//	tokens.ErrTokenRemoved                       TokenRemoved
+//	tokens.ErrUnsupported                        Unsupported (names the mechanism)
+//	tokens.ErrNotFound                           NoIdentity
+//	tokens.ErrModuleFailed, ErrModuleNotFound,
+//	  ErrTokenFailed                             Internal, with a message naming the module's failure
 //	anything else                                Internal (generic message)
 //
 // The cause stays in ipc.Error.Err for the daemon's log; transports send
@@ -67,6 +74,11 @@ func (s *Service) mapError(err error) error {
 		return mk(ipc.Cancelled, "the prompt was not answered in time")
 	case errors.Is(err, context.Canceled):
 		return mk(ipc.Cancelled, "the request was cancelled")
+	}
+	if name, msg, ok := tokenError(err); ok {
+		return mk(name, msg)
+	}
+	switch {
 	case errors.Is(err, keystore.ErrWrongPassphrase):
 		return mk(ipc.PinIncorrect, "wrong passphrase (it is not retried; try the operation again)")
 	case errors.As(err, &ae):
@@ -98,7 +110,7 @@ func (s *Service) mapError(err error) error {
 // error's text.
 func plain(err error) string {
 	msg := err.Error()
-	for _, p := range []string{"smime: ", "keystore: ", "prompt: ", "cms: "} {
+	for _, p := range []string{"smime: ", "keystore: ", "prompt: ", "cms: ", "tokens: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}
 	return msg

@@ -22,6 +22,7 @@ import (
 	"github.com/smimed/smimed/internal/testpki"
 	"github.com/smimed/smimed/ipc"
 	"github.com/smimed/smimed/prompt/pinentry/pinentrytest"
+	"github.com/smimed/smimed/tokens"
 )
 
 // Passphrases used by the tests; none of them may ever appear in a log or
@@ -50,6 +51,7 @@ type harness struct {
 	logs      *syncBuffer
 	notes     *notifier
 	bus       *dbus.Conn
+	tokOpts   func(*tokens.Options)
 }
 
 type harnessOptions struct {
@@ -58,6 +60,8 @@ type harnessOptions struct {
 	user    string     // extra user config text
 	prompt  string     // extra keys of the user config's [prompt] section
 	policy  string     // machine policy text; "" = none
+	tokens  string     // the user config's [tokens] section; "enabled = false" when empty
+	tokOpts func(*tokens.Options)
 	env     []string
 	pki     *testpki.PKI
 }
@@ -88,7 +92,13 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		backend = "file"
 	}
 	h.bus = o.bus
-	userText := "[prompt]\nprogram = " + quote(bin) + "\n" + o.prompt + "[audit]\nsyslog = false\n[keystore]\nbackend = " + quote(backend) + "\n" + o.user
+	tokText := o.tokens
+	if tokText == "" {
+		tokText = "enabled = false\n"
+	}
+	h.tokOpts = o.tokOpts
+	userText := "[prompt]\nprogram = " + quote(bin) + "\n" + o.prompt + "[audit]\nsyslog = false\n[keystore]\nbackend = " + quote(backend) + "\n" +
+		"[tokens]\n" + tokText + o.user
 	userPath := filepath.Join(dir, "config.toml")
 	writeFile(t, userPath, userText)
 	policyPath := filepath.Join(dir, "policy.toml")
@@ -109,10 +119,14 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 func (h *harness) start() {
 	h.t.Helper()
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := New(context.Background(), Options{
+	opts := Options{
 		Config: h.cfg, DataDir: h.dataDir, AuditPath: h.auditPath, SpoolDir: filepath.Join(h.dir, "spool"),
 		Env: h.env, Logger: logger, Version: "test", Bus: h.bus,
-	})
+	}
+	if h.tokOpts != nil {
+		h.tokOpts(&opts.Tokens)
+	}
+	svc, err := New(context.Background(), opts)
 	if err != nil {
 		h.t.Fatal(err)
 	}

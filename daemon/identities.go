@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/smimed/smimed/daemon/certbook"
 	"github.com/smimed/smimed/ipc"
 	"github.com/smimed/smimed/keystore"
+	"github.com/smimed/smimed/tokens"
 )
 
 // identityInfo describes an identity for clients.
@@ -97,6 +99,15 @@ func (s *Service) signingIdentity(ctx context.Context, from, explicitID string) 
 	now := time.Now()
 	if explicitID != "" {
 		id, err := s.store.Identity(ctx, strings.ToLower(explicitID))
+		if errors.Is(err, keystore.ErrNotFound) && s.tokens != nil {
+			// Not in the key store: perhaps on a token.
+			t, terr := s.tokens.Identity(ctx, strings.ToLower(explicitID))
+			if terr == nil {
+				id, err = fromToken(t), nil
+			} else if !errors.Is(terr, tokens.ErrNotFound) {
+				err = terr
+			}
+		}
 		if err != nil {
 			return keystore.Identity{}, err
 		}

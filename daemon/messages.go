@@ -45,7 +45,7 @@ func (s *Service) Sign(ctx context.Context, req ipc.SignRequest, in io.Reader, o
 	preq := s.promptRequest(ident, prompt.Request{Operation: prompt.OpSign,
 		Subject: or(req.Subject, hdr.subject), Counterpart: or(req.Counterpart, strings.Join(hdr.to, ", "))})
 	err = func() error {
-		signer, err := s.store.Signer(ctx, ident.ID, preq)
+		signer, err := s.signer(ctx, ident, preq)
 		if err != nil {
 			return err
 		}
@@ -70,6 +70,7 @@ func (s *Service) signOptions(ident keystore.Identity, signer crypto.Signer, opa
 		Hash:                  s.cfg.Crypto.DefaultHash,
 		Opaque:                opaque,
 		EncryptionCertificate: encryptionCertificate(ids, ident),
+		Capabilities:          capabilities(ident),
 	}
 }
 
@@ -141,7 +142,7 @@ func (s *Service) Encrypt(ctx context.Context, req ipc.EncryptRequest, in io.Rea
 	if err != nil {
 		return s.fail(ctx, op, err)
 	}
-	addRecip(self, cms.DefaultCapabilities())
+	addRecip(self, ownCapabilities(ids, self))
 	eopts := smime.EncryptOptions{Recipients: recips, AllowModern: s.cfg.Crypto.AllowModern}
 
 	if !req.Sign {
@@ -160,7 +161,7 @@ func (s *Service) Encrypt(ctx context.Context, req ipc.EncryptRequest, in io.Rea
 	preq := s.promptRequest(ident, prompt.Request{Operation: prompt.OpSign, Subject: or(req.Subject, hdr.subject),
 		Counterpart: strings.Join(req.To, ", ")})
 	err = func() error {
-		signer, err := s.store.Signer(ctx, ident.ID, preq)
+		signer, err := s.signer(ctx, ident, preq)
 		if err != nil {
 			return err
 		}
@@ -245,7 +246,7 @@ func (s *Service) open(ctx context.Context, op string, req ipc.OpenRequest, in i
 					}
 					preq := s.promptRequest(id, prompt.Request{Operation: prompt.OpDecrypt,
 						Subject: or(req.Subject, hdr.subject), Counterpart: or(req.From, hdr.from)})
-					h, err := s.store.Decrypter(kctx, id.ID, preq)
+					h, err := s.decrypter(kctx, id, preq)
 					if err != nil {
 						return nil, err
 					}

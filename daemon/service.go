@@ -34,6 +34,7 @@ import (
 	"github.com/smimed/smimed/ipc"
 	"github.com/smimed/smimed/keystore"
 	"github.com/smimed/smimed/prompt"
+	"github.com/smimed/smimed/tokens"
 )
 
 // The daemon implements the contract.
@@ -76,6 +77,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by Status.
 	Version string
+	// Tokens is the base of the token manager's options (tests point
+	// P11Kit at temporary directories, set WorkerEnv and PollInterval);
+	// the daemon sets Prompter, CachePIN and Logger, and adds
+	// tokens.modules to Modules. Ignored when tokens.enabled is false.
+	Tokens tokens.Options
 }
 
 // Service is smimed's implementation of ipc.Service. It is safe for
@@ -83,6 +89,7 @@ type Options struct {
 type Service struct {
 	cfg      *config.Config
 	store    *keystore.Store
+	tokens   *tokens.Manager // nil when tokens.enabled is false
 	book     *certbook.Book
 	audit    *audit.Log
 	logger   *slog.Logger
@@ -92,10 +99,15 @@ type Service struct {
 
 	notifier atomic.Pointer[notifierBox]
 
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
+
 	mu sync.Mutex
 	// wrong holds the identities whose last private-key operation failed
 	// with a wrong passphrase: their next prompt says so.
 	wrong map[string]bool
+	// tokIDs holds the token identities last listed, by ID.
+	tokIDs map[string]tokens.Identity
 }
 
 type notifierBox struct{ n Notifier }
@@ -136,9 +148,10 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if env == nil {
 		env = os.Environ()
 	}
+	prompter := NewPrompter(cfg.Prompt.Program, env, cfg.Prompt.AllowAgents, logger)
 	store, err := keystore.Open(ctx, keystore.Options{
 		Vault:    vault,
-		Prompter: NewPrompter(cfg.Prompt.Program, env, cfg.Prompt.AllowAgents, logger),
+		Prompter: prompter,
 		CacheTTL: cfg.Keystore.CacheTTL,
 		Logger:   logger,
 	})
@@ -147,6 +160,14 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		return nil, fmt.Errorf("daemon: open the key store: %w", err)
 	}
 	closers = append(closers, store.Close)
+
+	toks, err := openTokens(cfg, opts.Tokens, prompter, logger)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: open the token manager: %w", err)
+	}
+	if toks != nil {
+		closers = append(closers, toks.Close)
+	}
 
 	book, err := certbook.Open(dataDir, logger)
 	if err != nil {
@@ -180,10 +201,12 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		"cache_ttl", cfg.Keystore.CacheTTL.String(),
 		"allow_agents", cfg.Prompt.AllowAgents,
 		"allow_modern", cfg.Crypto.AllowModern,
-		"default_hash", config.HashName(cfg.Crypto.DefaultHash))
-	return &Service{
+		"default_hash", config.HashName(cfg.Crypto.DefaultHash),
+		"tokens", cfg.Tokens.Enabled, "cache_pin", cfg.Tokens.CachePIN.String())
+	s := &Service{
 		cfg:      cfg,
 		store:    store,
+		tokens:   toks,
 		book:     book,
 		audit:    auditLog,
 		logger:   logger,
@@ -191,7 +214,13 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		spoolDir: spool,
 		started:  time.Now(),
 		wrong:    map[string]bool{},
-	}, nil
+	}
+	if toks != nil {
+		wctx, cancel := context.WithCancel(context.Background())
+		s.stopWatch, s.watchDone = cancel, make(chan struct{})
+		go s.watchTokens(wctx)
+	}
+	return s, nil
 }
 
 // defaultSpoolDir is $XDG_RUNTIME_DIR/smimed (a tmpfs private to the user on
@@ -232,10 +261,17 @@ func (s *Service) certificatesChanged() {
 // Config returns the configuration in effect.
 func (s *Service) Config() *config.Config { return s.cfg }
 
-// Close closes the key store (zeroing cached keys) and the audit trail.
+// Close closes the key store (zeroing cached keys), the token manager
+// (stopping its workers, zeroing cached PINs) and the audit trail.
 // Requests still running fail afterwards; the transport stops them first.
 func (s *Service) Close() error {
-	return errors.Join(s.store.Close(), s.audit.Close())
+	var tokErr error
+	if s.tokens != nil {
+		s.stopWatch()
+		tokErr = s.tokens.Close()
+		<-s.watchDone
+	}
+	return errors.Join(s.store.Close(), tokErr, s.audit.Close())
 }
 
 // statusListTimeout bounds the identity count in Status, so that a locked
@@ -247,25 +283,30 @@ const statusListTimeout = 3 * time.Second
 func (s *Service) Status(ctx context.Context) (ipc.DaemonStatus, error) {
 	lctx, cancel := context.WithTimeout(ctx, statusListTimeout)
 	defer cancel()
-	n := 0
+	n, nt := 0, 0
 	if ids, err := s.identities(lctx); err != nil {
 		s.logger.Warn("status: cannot count identities", "err", err)
 	} else {
 		n = len(ids)
+	}
+	if toks, err := s.Tokens(lctx); err == nil {
+		nt = len(toks)
 	}
 	return ipc.DaemonStatus{
 		Version:    s.version,
 		PID:        os.Getpid(),
 		Keystore:   s.store.Backend(),
 		Identities: n,
-		Tokens:     0,
+		Tokens:     nt,
 		Config:     s.cfg.UserFile,
 		Uptime:     time.Since(s.started).Round(time.Second).String(),
 	}, nil
 }
 
-// Identities lists the user's software identities. A damaged entry in the
-// key store is logged and left out; it does not hide the others.
+// Identities lists the user's identities: the key store's and those on the
+// tokens present (Source "token:<label>"). A damaged entry in the key store
+// is logged and left out; it does not hide the others, and a failing
+// PKCS#11 module hides only its own tokens.
 func (s *Service) Identities(ctx context.Context) ([]ipc.Identity, error) {
 	ids, err := s.identities(ctx)
 	if err != nil {
@@ -276,15 +317,6 @@ func (s *Service) Identities(ctx context.Context) ([]ipc.Identity, error) {
 		out = append(out, identityInfo(id))
 	}
 	return out, nil
-}
-
-// Tokens lists PKCS#11 tokens. Smart cards and USB tokens arrive with
-// issue 4; until then the list is always empty.
-func (s *Service) Tokens(ctx context.Context) ([]ipc.Token, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, s.fail(ctx, "tokens", err)
-	}
-	return []ipc.Token{}, nil
 }
 
 // ImportPKCS12 imports a PKCS #12 file into the key store. A nil password
@@ -316,19 +348,32 @@ func (s *Service) ImportPKCS12(ctx context.Context, data, password []byte) (ipc.
 	return identityInfo(ident), nil
 }
 
-// identities lists the key store's identities; damaged entries are logged
-// and skipped.
+// identities lists the key store's identities (damaged entries are logged
+// and skipped), then the tokens' (Backend "token:<label>"). A certificate
+// both in the key store and on a token is the key store's.
 func (s *Service) identities(ctx context.Context) ([]keystore.Identity, error) {
 	ids, err := s.store.Identities(ctx)
-	if err == nil {
-		return ids, nil
-	}
-	if errors.Is(err, keystore.ErrCorrupt) && !errors.Is(err, keystore.ErrLocked) &&
-		!errors.Is(err, keystore.ErrClosed) && !errors.Is(err, keystore.ErrUnavailable) {
+	if err != nil {
+		if !errors.Is(err, keystore.ErrCorrupt) || errors.Is(err, keystore.ErrLocked) ||
+			errors.Is(err, keystore.ErrClosed) || errors.Is(err, keystore.ErrUnavailable) {
+			return nil, err
+		}
 		s.logger.Warn("key store: unreadable entries skipped", "err", err)
+	}
+	if s.tokens == nil {
 		return ids, nil
 	}
-	return nil, err
+	have := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		have[id.ID] = true
+	}
+	for _, t := range s.tokenIdentities(ctx) {
+		if !have[t.ID] {
+			have[t.ID] = true
+			ids = append(ids, fromToken(t))
+		}
+	}
+	return ids, nil
 }
 
 // promptRequest fills the prompt text for a private-key operation on id,

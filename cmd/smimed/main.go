@@ -42,6 +42,7 @@ import (
 	"github.com/smimed/smimed/daemon"
 	"github.com/smimed/smimed/daemon/config"
 	smimedbus "github.com/smimed/smimed/ipc/dbus"
+	"github.com/smimed/smimed/tokens"
 )
 
 // shutdownTimeout bounds how long requests in flight may take after
@@ -49,6 +50,11 @@ import (
 const shutdownTimeout = time.Minute
 
 func main() {
+	// A PKCS#11 worker (this executable re-executed by the token manager
+	// for one module) runs nothing else; it hardens itself.
+	if tokens.IsWorker(os.Args) {
+		tokens.WorkerMain()
+	}
 	// First of all, before any secret can exist in this process.
 	if err := disableCoreDumps(); err != nil {
 		fmt.Fprintf(os.Stderr, "smimed: warning: cannot disable core dumps: %v\n", err)

@@ -21,6 +21,7 @@ import (
 	"github.com/smimed/smimed/ipc"
 	smimedbus "github.com/smimed/smimed/ipc/dbus"
 	"github.com/smimed/smimed/prompt/pinentry/pinentrytest"
+	"github.com/smimed/smimed/tokens"
 )
 
 // envRunDaemon makes the test binary run main() instead of the tests, so
@@ -28,6 +29,9 @@ import (
 const envRunDaemon = "SMIMED_TEST_RUN_DAEMON"
 
 func TestMain(m *testing.M) {
+	if tokens.IsWorker(os.Args) {
+		tokens.WorkerMain()
+	}
 	if os.Getenv(envRunDaemon) == "1" {
 		os.Args = append([]string{"smimed"}, strings.Fields(os.Getenv(envRunDaemon+"_ARGS"))...)
 		main()

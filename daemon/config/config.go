@@ -10,9 +10,10 @@
 // takes the policy's value, or the built-in default when the policy does not
 // set it; the user file cannot change it.
 //
-// keystore.cache_ttl is a ceiling as well as a default: the user may shorten
-// the policy's passphrase cache, never lengthen it, so without a policy every
-// private-key operation asks for the passphrase.
+// keystore.cache_ttl and tokens.cache_pin are ceilings as well as defaults:
+// the user may shorten the policy's passphrase or PIN cache, never lengthen
+// it, so without a policy every private-key operation asks for the
+// passphrase or PIN.
 //
 // Errors name the file and the line: a syntax error, a value of the wrong
 // type or out of range, and unknown keys (all of them, each with its line)
@@ -56,6 +57,7 @@ type Config struct {
 	Trust     Trust     // [trust]
 	Directory Directory // [directory]
 	Audit     Audit     // [audit]
+	Tokens    Tokens    // [tokens]
 
 	// UserFile is the user configuration file that was looked for (it may
 	// not exist); empty for Default.
@@ -134,6 +136,20 @@ type Audit struct {
 	Syslog bool
 }
 
+// Tokens configures PKCS#11 smart cards and USB tokens.
+type Tokens struct {
+	// Enabled looks for tokens at all (p11-kit's modules and Modules).
+	// Default true.
+	Enabled bool
+	// Modules are PKCS#11 module paths used in addition to p11-kit's
+	// configuration; a relative path is resolved like p11-kit's "module:".
+	Modules []string
+	// CachePIN, when positive, lets a token's PIN be reused without a
+	// prompt for this long after a successful login. Default 0: every use
+	// asks. Like keystore.cache_ttl, the policy's value is a ceiling.
+	CachePIN time.Duration
+}
+
 // Default returns the built-in configuration, used where no file exists.
 func Default() *Config {
 	return &Config{
@@ -143,6 +159,7 @@ func Default() *Config {
 		Crypto:   Crypto{DefaultHash: crypto.SHA256},
 		Trust:    Trust{SystemRoots: true},
 		Audit:    Audit{Syslog: true},
+		Tokens:   Tokens{Enabled: true},
 	}
 }
 
@@ -348,7 +365,7 @@ func merge(policy, user *document) (*Config, error) {
 		}
 	}
 
-	var policyTTL time.Duration
+	var policyTTL, policyPIN time.Duration
 	for _, d := range defs {
 		if policy != nil {
 			if v, ok := policy.value(d.name); ok {
@@ -357,8 +374,11 @@ func merge(policy, user *document) (*Config, error) {
 				}
 			}
 		}
-		if d.name == "keystore.cache_ttl" {
+		switch d.name {
+		case "keystore.cache_ttl":
 			policyTTL = cfg.Keystore.CacheTTL
+		case "tokens.cache_pin":
+			policyPIN = cfg.Tokens.CachePIN
 		}
 		if user == nil {
 			continue
@@ -385,6 +405,11 @@ func merge(policy, user *document) (*Config, error) {
 			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s:%d: keystore.cache_ttl %s exceeds what the machine policy allows (%s); using %s",
 				user.name, user.line(d.name), cfg.Keystore.CacheTTL, policyTTL, policyTTL))
 			cfg.Keystore.CacheTTL = policyTTL
+		}
+		if d.name == "tokens.cache_pin" && cfg.Tokens.CachePIN > policyPIN {
+			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s:%d: tokens.cache_pin %s exceeds what the machine policy allows (%s); using %s",
+				user.name, user.line(d.name), cfg.Tokens.CachePIN, policyPIN, policyPIN))
+			cfg.Tokens.CachePIN = policyPIN
 		}
 	}
 	for k := range locked {
@@ -482,6 +507,29 @@ func keyDefs() []keyDef {
 		{"audit.syslog", func(c *Config, v any) error {
 			b, err := boolValue(v)
 			c.Audit.Syslog = b
+			return err
+		}},
+		{"tokens.enabled", func(c *Config, v any) error {
+			b, err := boolValue(v)
+			c.Tokens.Enabled = b
+			return err
+		}},
+		{"tokens.modules", func(c *Config, v any) error {
+			list, err := stringList(v)
+			if err != nil {
+				return err
+			}
+			for _, m := range list {
+				if m == "" {
+					return errors.New("a module path must not be empty")
+				}
+			}
+			c.Tokens.Modules = list
+			return nil
+		}},
+		{"tokens.cache_pin", func(c *Config, v any) error {
+			d, err := durationValue(v)
+			c.Tokens.CachePIN = d
 			return err
 		}},
 	}

@@ -68,6 +68,9 @@ system_roots = false
 ldap = ["ldaps://ldap.example.org", "ldap://x.example"]
 [audit]
 syslog = false
+[tokens]
+enabled = false
+modules = ["/opt/card/pkcs11.so"]
 `), "user.toml")
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +83,7 @@ syslog = false
 		Trust:     Trust{SystemRoots: false},
 		Directory: Directory{LDAP: []string{"ldaps://ldap.example.org", "ldap://x.example"}},
 		Audit:     Audit{Syslog: false},
+		Tokens:    Tokens{Enabled: false, Modules: []string{"/opt/card/pkcs11.so"}},
 	}
 	got := *cfg
 	got.UserFile, got.UserFileLoaded, got.PolicyFile, got.PolicyFileLoaded = "", false, "", false
@@ -256,6 +260,28 @@ func TestPolicy(t *testing.T) {
 					t.Errorf("cache_ttl = %v", c.Keystore.CacheTTL)
 				}
 			},
+		},
+		{
+			name:   "tokens defaults: enabled, no PIN cache",
+			policy: "",
+			user:   "[tokens]\nmodules = [\"/opt/card/lib.so\"]\ncache_pin = \"1m\"\n",
+			check: func(t *testing.T, c *Config) {
+				if !c.Tokens.Enabled || c.Tokens.CachePIN != 0 || len(c.Tokens.Modules) != 1 || c.Tokens.Modules[0] != "/opt/card/lib.so" {
+					t.Errorf("tokens = %+v", c.Tokens)
+				}
+			},
+			warnings: 1,
+		},
+		{
+			name:   "policy cache_pin is a ceiling; tokens lockable",
+			policy: "enforce = [\"tokens.enabled\"]\n[tokens]\ncache_pin = \"2m\"\nenabled = false\n",
+			user:   "[tokens]\ncache_pin = \"30s\"\nenabled = true\n",
+			check: func(t *testing.T, c *Config) {
+				if c.Tokens.Enabled || c.Tokens.CachePIN != 30*time.Second {
+					t.Errorf("tokens = %+v", c.Tokens)
+				}
+			},
+			warnings: 1,
 		},
 		{
 			name:   "user may shorten the cache",

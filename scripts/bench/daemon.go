@@ -30,6 +30,7 @@ func daemonBench(ctx context.Context, benchtime string) ([]daemonRow, string, er
 	for _, g := range []struct{ pattern, benchtime string }{
 		{"RoundTrip|SignProcess|IdleRSS", benchtime},
 		{"SignEncrypt25MiB", "5x"}, // 25 MiB a run: a few runs are enough
+		{"TokenSign", "50x"},       // a PIN prompt and a SoftHSM signature a run
 	} {
 		cmd := exec.CommandContext(ctx, "go", "test", "./tests/e2e", "-run", "^$", "-bench", g.pattern,
 			"-benchtime", g.benchtime, "-count", "1")

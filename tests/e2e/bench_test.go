@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/smimed/smimed/internal/peer"
+	"github.com/smimed/smimed/internal/testhsm"
 	"github.com/smimed/smimed/internal/testpki"
 	"github.com/smimed/smimed/ipc"
 	"github.com/smimed/smimed/ipc/dbus"
@@ -349,5 +350,51 @@ func BenchmarkSignEncrypt25MiB(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// BenchmarkTokenSign (issue 4): sign latency of a 4 KiB message through
+// the daemon (D-Bus, the Go client) with an always-auth RSA 2048 key on a
+// SoftHSM token, the test pinentry answering the PIN once per signature,
+// against `pkcs11-tool --sign` on the same key (one process per signature,
+// the PIN on its command line, SHA256-RSA-PKCS). Both log in twice per
+// signature (CKU_USER, then CKU_CONTEXT_SPECIFIC).
+func BenchmarkTokenSign(b *testing.B) {
+	ctx := context.Background()
+	s, hsm, _, _ := tokenSandbox(b, testhsm.PIN)
+	c := dial(b, s)
+	msg := []byte(strings.Replace(string(message4K()), "alice@example.com", cardEmail, 1))
+	if err := c.Sign(ctx, ipc.SignRequest{From: cardEmail}, bytes.NewReader(msg), io.Discard); err != nil {
+		b.Fatalf("sign: %v\n%s", err, s.log())
+	}
+	b.Run("smimed", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				if err := c.Sign(ctx, ipc.SignRequest{From: cardEmail}, bytes.NewReader(msg), io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
+		l.report(b)
+	})
+	pkcs11Tool := needTool(b, "pkcs11-tool")
+	in := s.file("token-bench.eml", msg)
+	out := filepath.Join(s.root, "token-bench.sig")
+	env := append(os.Environ(), hsm.Env())
+	b.Run("pkcs11-tool", func(b *testing.B) {
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				cmd := exec.Command(pkcs11Tool, "--module", testhsm.SoftHSMModule, "--token-label", cardLabel,
+					"--login", "--pin", testhsm.PIN, "--sign", "--mechanism", "SHA256-RSA-PKCS", "--id", "01",
+					"--input-file", in, "--output-file", out)
+				cmd.Env = env
+				if o, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("pkcs11-tool --sign: %v\n%s", err, o)
+				}
+			})
+		}
+		l.report(b)
 	})
 }

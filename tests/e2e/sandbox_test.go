@@ -54,6 +54,8 @@ type options struct {
 	policy string
 	// args are more smimed arguments, e.g. --log-level debug.
 	args []string
+	// env is more of smimed's environment, e.g. SOFTHSM2_CONF.
+	env []string
 }
 
 // sandbox is one user's world: a private session bus, throw-away HOME and
@@ -243,6 +245,7 @@ func (s *sandbox) daemonEnv() []string {
 		"SMIMED_PINENTRY="+pinentrytest.Build(s.t),
 		pinentrytest.EnvLog+"="+s.pinLog,
 	)
+	env = append(env, s.opts.env...)
 	if s.opts.pin != "" {
 		return append(env, pinentrytest.EnvPIN+"="+s.opts.pin)
 	}
