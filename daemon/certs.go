@@ -46,23 +46,12 @@ func certInfos(certs []*x509.Certificate) []ipc.Certificate {
 // anchors, plus the system's roots when trust.system_roots is set. Never
 // nil (nil would mean "the system roots" to the engine).
 func (s *Service) roots(ctx context.Context) (*x509.CertPool, error) {
-	anchors, err := s.book.Anchors(ctx)
+	pool, err := s.book.Roots(ctx, s.cfg.Trust.SystemRoots)
 	if err != nil {
 		if !isCorruptOnly(err) {
 			return nil, err
 		}
 		s.logger.Warn("trust anchors: unreadable files skipped", "err", err)
-	}
-	pool := x509.NewCertPool()
-	if s.cfg.Trust.SystemRoots {
-		if sys, err := x509.SystemCertPool(); err == nil {
-			pool = sys
-		} else {
-			s.logger.Warn("trust: no system roots", "err", err)
-		}
-	}
-	for _, c := range anchors {
-		pool.AddCert(c)
 	}
 	return pool, nil
 }
