@@ -37,7 +37,7 @@ type tokenFixture struct {
 	rsa, ec  *x509.Certificate
 }
 
-func newTokenFixture(t *testing.T) *tokenFixture {
+func newTokenFixture(t *testing.T, extraTokensConfig ...string) *tokenFixture {
 	t.Helper()
 	testhsm.Need(t, testhsm.OpenSCModule())
 	pki := testpki.New(t)
@@ -47,7 +47,7 @@ func newTokenFixture(t *testing.T) *tokenFixture {
 	f.rsa = hsm.AddKey(t, tokenLabel, testhsm.Key{Type: "rsa:2048", ID: "01", Label: "card RSA", Email: "carol@example.org", AlwaysAuth: true})
 	f.ec = hsm.AddKey(t, tokenLabel, testhsm.Key{Type: "EC:prime256v1", ID: "02", Label: "card EC", Email: "carol-ec@example.org", AlwaysAuth: true})
 	p11 := testhsm.P11KitDirs(t, testhsm.ModuleFiles())
-	f.harness = newHarness(t, harnessOptions{pki: pki, tokens: "enabled = true\n", tokOpts: func(o *tokens.Options) {
+	f.harness = newHarness(t, harnessOptions{pki: pki, tokens: "enabled = true\n" + strings.Join(extraTokensConfig, ""), tokOpts: func(o *tokens.Options) {
 		o.P11Kit = p11
 		o.WorkerEnv = []string{hsm.Env()}
 		o.PollInterval = 200 * time.Millisecond
@@ -269,4 +269,48 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestTokenCancelledPromptAndMissingModule: a cancelled PIN prompt for a
+// card key is Cancelled (one prompt, audited, nothing signed), and a module
+// named in the configuration that does not exist leaves the others working.
+func TestTokenCancelledPromptAndMissingModule(t *testing.T) {
+	f := newTokenFixture(t, "modules = [\"/nonexistent/libsmimed-no-such-module.so\"]\n")
+	ctx := f.ctx()
+	f.trustRoot()
+	toks, err := f.svc.Tokens(ctx)
+	if err != nil || len(toks) != 1 || toks[0].Label != tokenLabel {
+		t.Fatalf("Tokens with a missing module configured = %+v, %v", toks, err)
+	}
+	if _, ok := f.identity(f.rsa); !ok {
+		t.Fatal("token identity not listed beside a missing module")
+	}
+
+	f.setPINs() // the next prompt is cancelled
+	before, auditBefore := len(f.prompts()), len(f.auditLines())
+	var out bytes.Buffer
+	err = f.svc.Sign(ctx, ipc.SignRequest{From: "carol@example.org"},
+		bytes.NewReader(newMail("carol@example.org", "bob@example.org", "s", "never signed")), &out)
+	if ipc.NameOf(err) != ipc.Cancelled {
+		t.Fatalf("Sign with a cancelled PIN prompt: %v, want Cancelled", err)
+	}
+	if n := len(f.prompts()) - before; n != 1 {
+		t.Fatalf("%d prompts, want exactly 1 (no retry after cancel)", n)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("%d bytes written for a cancelled signature", out.Len())
+	}
+	lines := f.auditLines()
+	if len(lines) != auditBefore+1 || lines[len(lines)-1].Outcome != "cancelled" {
+		t.Fatalf("audit after cancel: %+v", lines[auditBefore:])
+	}
+
+	// The daemon keeps serving: the next signature with the right PIN works.
+	f.setPINs(testhsm.PIN)
+	out.Reset()
+	if err := f.svc.Sign(ctx, ipc.SignRequest{From: "carol@example.org"},
+		bytes.NewReader(newMail("carol@example.org", "bob@example.org", "s", "signed")), &out); err != nil {
+		t.Fatalf("Sign after a cancel: %v", err)
+	}
+	f.opensslVerify(out.Bytes())
 }
