@@ -12,4 +12,13 @@ require (
 	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
 
-require github.com/miekg/pkcs11 v1.1.2
+require (
+	github.com/go-ldap/ldap/v3 v3.4.15
+	github.com/miekg/pkcs11 v1.1.2
+)
+
+require (
+	github.com/Azure/go-ntlmssp v0.1.1 // indirect
+	github.com/go-asn1-ber/asn1-ber v1.5.8 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+)

@@ -25,6 +25,8 @@ needs=(
   "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so opensc-pkcs11"
   "gcc gcc"
   "/usr/include/stdio.h libc6-dev"
+  "/usr/sbin/slapd slapd"
+  "ldapsearch ldap-utils"
 )
 
 missing=()
