@@ -87,7 +87,66 @@ func (s *Service) lookup(ctx context.Context, addr string, ids []keystore.Identi
 	} else if reason == certbook.ReasonNoneFound {
 		reason = ownReason
 	}
+	if s.dir != nil {
+		found, dirReason := s.lookupDirectory(ctx, addr, ids, now)
+		if len(found) > 0 {
+			return recipientLookup{entries: found}, nil
+		}
+		if reason == certbook.ReasonNoneFound && dirReason != "" {
+			reason = dirReason
+		}
+	}
 	return recipientLookup{reason: reason}, nil
+}
+
+// Reasons a directory lookup adds to certbook's.
+const (
+	reasonUntrusted            = "untrusted"
+	reasonDirectoryUnreachable = "directory-unreachable"
+)
+
+// lookupDirectory asks the LDAP directories for addr's certificates (only
+// ever while composing or on request: lookup is not called while a message
+// is read, which would tell the sender when it was read). A directory
+// certificate is used only when it chains to the trust anchors for
+// emailProtection, since plain LDAP can be tampered with on the way; it
+// is not added to the address book. Intermediate CAs come from the user's
+// own identities' chains (colleagues usually share the organisation's CA)
+// until AIA fetching arrives.
+func (s *Service) lookupDirectory(ctx context.Context, addr string, ids []keystore.Identity, now time.Time) ([]certbook.Entry, string) {
+	certs, err := s.dir.Lookup(ctx, addr)
+	if err != nil {
+		s.logger.Warn("directory lookup", "address", addr, "err", err)
+	}
+	if len(certs) == 0 {
+		if err != nil {
+			return nil, reasonDirectoryUnreachable
+		}
+		return nil, ""
+	}
+	roots, rerr := s.roots(ctx)
+	if rerr != nil {
+		return nil, reasonUntrusted
+	}
+	inter := x509.NewCertPool()
+	for _, id := range ids {
+		for _, c := range id.Chain {
+			inter.AddCert(c)
+		}
+	}
+	var entries []certbook.Entry
+	for _, c := range certs {
+		_, verr := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}})
+		if verr == nil {
+			entries = append(entries, certbook.Entry{Certificate: c})
+		}
+	}
+	if len(entries) == 0 {
+		return nil, reasonUntrusted
+	}
+	ok, reason := certbook.Select(entries, addr, now)
+	return ok, reason
 }
 
 // TrustAdd adds trust anchors: PEM or DER certificates (several in one

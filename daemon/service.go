@@ -31,6 +31,7 @@ import (
 	"github.com/smimed/smimed/daemon/audit"
 	"github.com/smimed/smimed/daemon/certbook"
 	"github.com/smimed/smimed/daemon/config"
+	"github.com/smimed/smimed/daemon/directory"
 	"github.com/smimed/smimed/ipc"
 	"github.com/smimed/smimed/keystore"
 	"github.com/smimed/smimed/prompt"
@@ -91,6 +92,7 @@ type Service struct {
 	store    *keystore.Store
 	tokens   *tokens.Manager // nil when tokens.enabled is false
 	book     *certbook.Book
+	dir      *directory.Directory // nil when no LDAP directory is configured
 	audit    *audit.Log
 	logger   *slog.Logger
 	version  string
@@ -173,6 +175,14 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var dir *directory.Directory
+	if len(cfg.Directory.LDAP) > 0 {
+		// Anonymous binds for now: simple-bind passwords will come from the
+		// key store, never from the config file.
+		if dir, err = directory.New(directory.Options{Servers: cfg.Directory.LDAP}); err != nil {
+			return nil, fmt.Errorf("daemon: directory: %w", err)
+		}
+	}
 	auditLog, err := audit.Open(audit.Options{Path: opts.AuditPath, Syslog: cfg.Audit.Syslog, Logger: logger})
 	if err != nil {
 		return nil, err
@@ -208,6 +218,7 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		store:    store,
 		tokens:   toks,
 		book:     book,
+		dir:      dir,
 		audit:    auditLog,
 		logger:   logger,
 		version:  opts.Version,

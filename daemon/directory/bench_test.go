@@ -17,7 +17,7 @@ func BenchmarkLookup(b *testing.B) {
 		ttl  time.Duration
 	}{{"cold", -1}, {"warm", 0}} {
 		b.Run(bc.name, func(b *testing.B) {
-			d := mustNew(b, Options{Servers: []string{f.srv.url}, TTL: bc.ttl, NegativeTTL: bc.ttl})
+			d := mustNew(b, Options{Servers: []string{f.srv.URL}, TTL: bc.ttl, NegativeTTL: bc.ttl})
 			ctx := context.Background()
 			if _, err := d.Lookup(ctx, "alice@example.org"); err != nil {
 				b.Fatal(err)

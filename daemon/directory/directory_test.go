@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"github.com/smimed/smimed/internal/testldap"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,7 @@ import (
 // bob (userSMIMECertificate) and carol (the same certificate in both
 // attributes).
 type fixture struct {
-	srv                 *slapd
+	srv                 *testldap.Server
 	alice1, alice2, bob *x509.Certificate
 	carol               *x509.Certificate
 	pki                 *testpki.PKI
@@ -56,26 +57,26 @@ func certs(tb testing.TB) *fixturePKI {
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
 	c := certs(tb)
-	f := &fixture{srv: startSlapd(tb, false), alice1: c.alice1, alice2: c.alice2, bob: c.bob, carol: c.carol, pki: c.pki}
-	f.srv.person(tb, "alice", "alice@example.org", map[string][]string{
+	f := &fixture{srv: testldap.Start(tb, false), alice1: c.alice1, alice2: c.alice2, bob: c.bob, carol: c.carol, pki: c.pki}
+	f.srv.Person(tb, "alice", "alice@example.org", map[string][]string{
 		"userCertificate;binary": {string(f.alice1.Raw), string(f.alice2.Raw)},
 	})
 	bobBlob, err := cms.MarshalCertsOnly([]*x509.Certificate{f.bob})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f.srv.person(tb, "bob", "bob@example.org", map[string][]string{
+	f.srv.Person(tb, "bob", "bob@example.org", map[string][]string{
 		"userSMIMECertificate": {string(bobBlob)},
 	})
 	carolBlob, err := cms.MarshalCertsOnly([]*x509.Certificate{f.carol})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f.srv.person(tb, "carol", "Carol@Example.org", map[string][]string{
+	f.srv.Person(tb, "carol", "Carol@Example.org", map[string][]string{
 		"userCertificate;binary": {string(f.carol.Raw)},
 		"userSMIMECertificate":   {string(carolBlob)},
 	})
-	f.srv.person(tb, "dave", "dave@example.org", nil)
+	f.srv.Person(tb, "dave", "dave@example.org", nil)
 	return f
 }
 
@@ -102,7 +103,7 @@ func sameCerts(t *testing.T, got []*x509.Certificate, want ...*x509.Certificate)
 
 func TestLookupOpenLDAP(t *testing.T) {
 	f := newFixture(t)
-	d := mustNew(t, Options{Servers: []string{f.srv.url}})
+	d := mustNew(t, Options{Servers: []string{f.srv.URL}})
 	ctx := context.Background()
 	for _, tc := range []struct {
 		email string
@@ -131,7 +132,7 @@ func TestLookupURLFilterAndScope(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	// The URL's filter narrows the search: only bob is a match.
-	d := mustNew(t, Options{Servers: []string{f.srv.url + "??sub?(uid=bob)"}})
+	d := mustNew(t, Options{Servers: []string{f.srv.URL + "??sub?(uid=bob)"}})
 	got, err := d.Lookup(ctx, "alice@example.org")
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +144,7 @@ func TestLookupURLFilterAndScope(t *testing.T) {
 	}
 	sameCerts(t, got, f.bob)
 	// Scope one below the suffix sees only ou=people, not the people.
-	d = mustNew(t, Options{Servers: []string{f.srv.url + "??one"}})
+	d = mustNew(t, Options{Servers: []string{f.srv.URL + "??one"}})
 	got, err = d.Lookup(ctx, "alice@example.org")
 	if err != nil {
 		t.Fatal(err)
@@ -153,14 +154,14 @@ func TestLookupURLFilterAndScope(t *testing.T) {
 
 func TestBindOnlyServer(t *testing.T) {
 	c := certs(t)
-	srv := startSlapd(t, true)
-	srv.person(t, "alice", "alice@example.org", map[string][]string{
+	srv := testldap.Start(t, true)
+	srv.Person(t, "alice", "alice@example.org", map[string][]string{
 		"userCertificate;binary": {string(c.alice1.Raw)},
 	})
 	ctx := context.Background()
 
 	// Anonymous: refused.
-	d := mustNew(t, Options{Servers: []string{srv.url}})
+	d := mustNew(t, Options{Servers: []string{srv.URL}})
 	got, err := d.Lookup(ctx, "alice@example.org")
 	if !errors.Is(err, ErrSearch) || len(got) != 0 {
 		t.Fatalf("anonymous lookup: %v, %d certificates; want ErrSearch", err, len(got))
@@ -171,17 +172,17 @@ func TestBindOnlyServer(t *testing.T) {
 	var mu sync.Mutex
 	creds := func(pw string) CredentialsFunc {
 		return func(ctx context.Context, serverURL string) (string, []byte, error) {
-			if serverURL != srv.url {
+			if serverURL != srv.URL {
 				t.Errorf("callback for %q", serverURL)
 			}
 			b := []byte(pw)
 			mu.Lock()
 			handed = append(handed, b)
 			mu.Unlock()
-			return readerDN, b, nil
+			return testldap.ReaderDN, b, nil
 		}
 	}
-	d = mustNew(t, Options{Servers: []string{srv.url}, Credentials: creds(readerPW)})
+	d = mustNew(t, Options{Servers: []string{srv.URL}, Credentials: creds(testldap.ReaderPW)})
 	got, err = d.Lookup(ctx, "alice@example.org")
 	if err != nil {
 		t.Fatal(err)
@@ -190,13 +191,13 @@ func TestBindOnlyServer(t *testing.T) {
 
 	// A wrong password: ErrBind, and the message does not show it.
 	const wrong = "Wrong-Password-99"
-	d = mustNew(t, Options{Servers: []string{srv.url}, Credentials: creds(wrong)})
+	d = mustNew(t, Options{Servers: []string{srv.URL}, Credentials: creds(wrong)})
 	got, err = d.Lookup(ctx, "alice@example.org")
 	var se *ServerError
-	if !errors.Is(err, ErrBind) || !errors.As(err, &se) || se.Server != srv.url || len(got) != 0 {
-		t.Fatalf("wrong password: %v, %d certificates; want ErrBind from %s", err, len(got), srv.url)
+	if !errors.Is(err, ErrBind) || !errors.As(err, &se) || se.Server != srv.URL || len(got) != 0 {
+		t.Fatalf("wrong password: %v, %d certificates; want ErrBind from %s", err, len(got), srv.URL)
 	}
-	if strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), readerPW) {
+	if strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), testldap.ReaderPW) {
 		t.Fatalf("error shows the password: %v", err)
 	}
 	t.Logf("wrong password: %v", err)
@@ -208,7 +209,7 @@ func TestBindOnlyServer(t *testing.T) {
 
 	// A failing callback: ErrBind with its cause.
 	boom := errors.New("key store locked")
-	d = mustNew(t, Options{Servers: []string{srv.url}, Credentials: func(context.Context, string) (string, []byte, error) {
+	d = mustNew(t, Options{Servers: []string{srv.URL}, Credentials: func(context.Context, string) (string, []byte, error) {
 		return "", nil, boom
 	}})
 	if _, err := d.Lookup(ctx, "alice@example.org"); !errors.Is(err, ErrBind) || !errors.Is(err, boom) {
@@ -218,18 +219,18 @@ func TestBindOnlyServer(t *testing.T) {
 
 func TestSeveralServersMergeAndPartialFailure(t *testing.T) {
 	f := newFixture(t)
-	second := startSlapd(t, true)
-	second.person(t, "alice", "alice@example.org", map[string][]string{
+	second := testldap.Start(t, true)
+	second.Person(t, "alice", "alice@example.org", map[string][]string{
 		"userCertificate;binary": {string(f.alice2.Raw), string(f.carol.Raw)},
 	})
-	down := "ldap://" + freeAddr(t) + "/" + testSuffix
+	down := "ldap://" + freeAddr(t) + "/" + testldap.Suffix
 	creds := func(_ context.Context, u string) (string, []byte, error) {
-		if u == second.url {
-			return readerDN, []byte(readerPW), nil
+		if u == second.URL {
+			return testldap.ReaderDN, []byte(testldap.ReaderPW), nil
 		}
 		return "", nil, nil
 	}
-	d := mustNew(t, Options{Servers: []string{down, f.srv.url, second.url}, Credentials: creds})
+	d := mustNew(t, Options{Servers: []string{down, f.srv.URL, second.URL}, Credentials: creds})
 	got, err := d.Lookup(context.Background(), "alice@example.org")
 	// alice2 is on both servers: once.
 	sameCerts(t, got, f.alice1, f.alice2, f.carol)
@@ -245,7 +246,7 @@ func TestSeveralServersMergeAndPartialFailure(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	down := "ldap://" + freeAddr(t) + "/" + testSuffix
+	down := "ldap://" + freeAddr(t) + "/" + testldap.Suffix
 	d := mustNew(t, Options{Servers: []string{down}, DialTimeout: 500 * time.Millisecond})
 	start := time.Now()
 	got, err := d.Lookup(context.Background(), "alice@example.org")
@@ -291,7 +292,7 @@ func TestCacheAndExpiry(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	d := mustNew(t, Options{Servers: []string{f.srv.url}, Now: clock, DialTimeout: 500 * time.Millisecond})
+	d := mustNew(t, Options{Servers: []string{f.srv.URL}, Now: clock, DialTimeout: 500 * time.Millisecond})
 	ctx := context.Background()
 	if got, err := d.Lookup(ctx, "bob@example.org"); err != nil || len(got) != 1 {
 		t.Fatalf("%v %d", err, len(got))
@@ -299,7 +300,7 @@ func TestCacheAndExpiry(t *testing.T) {
 	if got, err := d.Lookup(ctx, "nobody@example.org"); err != nil || len(got) != 0 {
 		t.Fatalf("%v %d", err, len(got))
 	}
-	f.srv.stop(t)
+	f.srv.Stop(t)
 
 	// Within the TTL: from the cache, positive (case-insensitive) and negative.
 	now.Add(int64(30 * time.Minute))
@@ -325,7 +326,7 @@ func TestCacheAndExpiry(t *testing.T) {
 		t.Fatalf("positive expiry: %v", err)
 	}
 	// A separate Directory has its own (empty) cache.
-	d2 := mustNew(t, Options{Servers: []string{f.srv.url}, DialTimeout: 500 * time.Millisecond})
+	d2 := mustNew(t, Options{Servers: []string{f.srv.URL}, DialTimeout: 500 * time.Millisecond})
 	if _, err := d2.Lookup(ctx, "bob@example.org"); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("second directory: %v", err)
 	}
@@ -335,7 +336,7 @@ func TestConcurrentLookupsShareOneSearch(t *testing.T) {
 	f := newFixture(t)
 	var calls atomic.Int32
 	release := make(chan struct{})
-	d := mustNew(t, Options{Servers: []string{f.srv.url}, Credentials: func(context.Context, string) (string, []byte, error) {
+	d := mustNew(t, Options{Servers: []string{f.srv.URL}, Credentials: func(context.Context, string) (string, []byte, error) {
 		calls.Add(1)
 		<-release
 		return "", nil, nil
