@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	godbus "github.com/godbus/dbus/v5"
 	"github.com/smimed/smimed/internal/peer"
 	"github.com/smimed/smimed/internal/testhsm"
 	"github.com/smimed/smimed/internal/testpki"
@@ -111,6 +112,25 @@ func BenchmarkRoundTrip(b *testing.B) {
 	engineSign := smime.SignOptions{Signer: pp.alice.Key, Certificate: pp.alice.Cert, Chain: pp.alice.Chain}
 	engineOpen := smime.OpenOptions{Roots: pp.pki.Roots()}
 
+	// The transport's floor: a bare D-Bus round trip to smimed's
+	// connection (Peer.Ping is answered by the D-Bus library, not by smimed).
+	raw, err := godbus.Connect(s.busAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	b.Run("dbus/ping", func(b *testing.B) {
+		obj := raw.Object(dbus.BusName, dbus.ObjectPath)
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				if call := obj.CallWithContext(ctx, "org.freedesktop.DBus.Peer.Ping", 0); call.Err != nil {
+					b.Fatal(call.Err)
+				}
+			})
+		}
+		l.report(b)
+	})
 	b.Run("dbus/status", func(b *testing.B) {
 		var l latencies
 		for b.Loop() {
