@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/smimed/smimed/tokens/internal/wire"
 )
@@ -70,22 +69,7 @@ func (m *Manager) Identities(ctx context.Context) ([]Identity, error) {
 	if m.isClosed() {
 		return nil, ErrClosed
 	}
-	results := make([][]Identity, len(m.modules))
-	errs := make([]error, len(m.modules))
-	var wg sync.WaitGroup
-	for i, md := range m.modules {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = md.identities(ctx)
-		}()
-	}
-	wg.Wait()
-	var out []Identity
-	for _, r := range results {
-		out = append(out, r...)
-	}
-	return out, errors.Join(errs...)
+	return eachModule(m.modules, func(md *module) ([]Identity, error) { return md.identities(ctx) })
 }
 
 // Identity returns the identity with the given ID (see Identity.ID), from

@@ -336,18 +336,20 @@ func (m *Manager) Tokens(ctx context.Context) ([]Token, error) {
 	if m.isClosed() {
 		return nil, ErrClosed
 	}
-	results := make([][]Token, len(m.modules))
-	errs := make([]error, len(m.modules))
+	return eachModule(m.modules, func(md *module) ([]Token, error) { return md.tokens(ctx) })
+}
+
+// eachModule runs list on every module at once (a hung module costs its
+// own timeout, not the others') and joins the results and the errors.
+func eachModule[T any](modules []*module, list func(*module) ([]T, error)) ([]T, error) {
+	results := make([][]T, len(modules))
+	errs := make([]error, len(modules))
 	var wg sync.WaitGroup
-	for i, md := range m.modules {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = md.tokens(ctx)
-		}()
+	for i, md := range modules {
+		wg.Go(func() { results[i], errs[i] = list(md) })
 	}
 	wg.Wait()
-	var out []Token
+	var out []T
 	for _, r := range results {
 		out = append(out, r...)
 	}
