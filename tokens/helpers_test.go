@@ -6,12 +6,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"github.com/smimed/smimed/internal/testhsm"
 	"io"
 	"log/slog"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,147 +99,16 @@ func need(t testing.TB, what string) {
 	}
 }
 
-// softHSM is a private SoftHSM2 configuration with its own token directory.
-type softHSM struct {
-	Dir      string
-	Conf     string
-	TokenDir string
-	PKI      *testpki.PKI
-}
+// softHSM is a private SoftHSM2 configuration (internal/testhsm, shared
+// with the daemon's tests); keySpec describes a key made on it.
+type (
+	softHSM = testhsm.HSM
+	keySpec = testhsm.Key
+)
 
-func newSoftHSM(t testing.TB) *softHSM {
-	t.Helper()
-	need(t, softhsmModule)
-	need(t, "softhsm2-util")
-	need(t, "pkcs11-tool")
-	dir := t.TempDir()
-	s := &softHSM{Dir: dir, Conf: filepath.Join(dir, "softhsm2.conf"), TokenDir: filepath.Join(dir, "tokens")}
-	if err := os.Mkdir(s.TokenDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nslots.removable = true\nlog.level = ERROR\n", s.TokenDir)
-	if err := os.WriteFile(s.Conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// env is the environment entry workers and tools need.
-func (s *softHSM) env() string { return "SOFTHSM2_CONF=" + s.Conf }
-
-func (s *softHSM) run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), s.env())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// initToken creates a token; it returns the directory SoftHSM made for it.
-func (s *softHSM) initToken(t testing.TB, label string) string {
-	t.Helper()
-	before := s.tokenDirs(t)
-	s.run(t, "softhsm2-util", "--init-token", "--free", "--label", label, "--pin", testPIN, "--so-pin", testSOPIN)
-	for d := range s.tokenDirs(t) {
-		if !before[d] {
-			return d
-		}
-	}
-	t.Fatalf("softhsm2-util made no token directory for %s", label)
-	return ""
-}
-
-func (s *softHSM) tokenDirs(t testing.TB) map[string]bool {
-	t.Helper()
-	ents, err := os.ReadDir(s.TokenDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]bool{}
-	for _, e := range ents {
-		out[filepath.Join(s.TokenDir, e.Name())] = true
-	}
-	return out
-}
-
-// keySpec describes a key pair made on a token.
-type keySpec struct {
-	Type       string // "rsa:2048", "EC:prime256v1"
-	ID         string // hex CKA_ID
-	Label      string
-	Email      string
-	AlwaysAuth bool
-}
-
-// addKey generates a key pair on the token, issues a certificate for its
-// public key from the test PKI and stores it with the same CKA_ID.
-func (s *softHSM) addKey(t testing.TB, token string, k keySpec) *x509.Certificate {
-	t.Helper()
-	args := []string{"--module", softhsmModule, "--token-label", token, "--login", "--pin", testPIN,
-		"--keypairgen", "--key-type", k.Type, "--id", k.ID, "--label", k.Label}
-	if strings.HasPrefix(k.Type, "EC") {
-		args = append(args, "--usage-sign", "--usage-derive")
-	} else {
-		args = append(args, "--usage-sign", "--usage-decrypt")
-	}
-	if k.AlwaysAuth {
-		args = append(args, "--always-auth")
-	}
-	s.run(t, "pkcs11-tool", args...)
-	pubFile := filepath.Join(s.Dir, token+"-"+k.ID+".pub.der")
-	s.run(t, "pkcs11-tool", "--module", softhsmModule, "--token-label", token,
-		"--read-object", "--type", "pubkey", "--id", k.ID, "-o", pubFile)
-	pubDER, err := os.ReadFile(pubFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := x509.ParsePKIXPublicKey(pubDER)
-	if err != nil {
-		t.Fatalf("token public key: %v", err)
-	}
-	if s.PKI == nil {
-		s.PKI = testpki.New(t)
-	}
-	ku := x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
-	if strings.HasPrefix(k.Type, "EC") {
-		ku = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement
-	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 100))
-	tmpl := &x509.Certificate{
-		SerialNumber:   serial,
-		Subject:        pkix.Name{CommonName: k.Email, Organization: []string{"smimed tests"}},
-		EmailAddresses: []string{k.Email},
-		NotBefore:      time.Now().Add(-time.Hour),
-		NotAfter:       time.Now().Add(24 * time.Hour),
-		KeyUsage:       ku,
-		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.PKI.Intermediate.Cert, pub, s.PKI.Intermediate.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile := filepath.Join(s.Dir, token+"-"+k.ID+".cert.der")
-	if err := os.WriteFile(certFile, der, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.run(t, "pkcs11-tool", "--module", softhsmModule, "--token-label", token, "--login", "--pin", testPIN,
-		"--write-object", certFile, "--type", "cert", "--id", k.ID, "--label", k.Label)
-	// The intermediate too, so that identities come with their chain.
-	interFile := filepath.Join(s.Dir, "intermediate.der")
-	if err := os.WriteFile(interFile, s.PKI.Intermediate.Cert.Raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.run(t, "pkcs11-tool", "--module", softhsmModule, "--token-label", token, "--login", "--pin", testPIN,
-		"--write-object", interFile, "--type", "cert", "--label", "CA-"+k.ID)
-	return cert
-}
+// newSoftHSM makes an empty SoftHSM configuration whose certificates come
+// from a fresh test PKI.
+func newSoftHSM(t testing.TB) *softHSM { return testhsm.New(t, testpki.New(t)) }
 
 // p11kitDirs writes module files into fresh package/system/user
 // directories and returns options that read only them.
@@ -350,7 +218,7 @@ func newFixture(t testing.TB, hsm *softHSM, fo fixtureOptions) *fixture {
 		Modules:   fo.configured,
 		Prompter:  f.prompter,
 		Logger:    slog.New(slog.NewTextHandler(&syncWriter{w: f.log}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		WorkerEnv: []string{hsm.env()},
+		WorkerEnv: []string{hsm.Env()},
 	}
 	if fo.opts != nil {
 		fo.opts(&o)
@@ -433,12 +301,12 @@ type standardKeys struct {
 
 func standardToken(t testing.TB, hsm *softHSM, label string) standardKeys {
 	t.Helper()
-	dir := hsm.initToken(t, label)
+	dir := hsm.InitToken(t, label)
 	return standardKeys{
 		Dir:   dir,
-		RSA:   hsm.addKey(t, label, keySpec{Type: "rsa:2048", ID: "01", Label: "rsa", Email: "rsa-" + strings.ToLower(label) + "@example.com", AlwaysAuth: true}),
-		EC:    hsm.addKey(t, label, keySpec{Type: "EC:prime256v1", ID: "02", Label: "ec", Email: "ec-" + strings.ToLower(label) + "@example.com", AlwaysAuth: true}),
-		Plain: hsm.addKey(t, label, keySpec{Type: "rsa:2048", ID: "03", Label: "plain", Email: "plain-" + strings.ToLower(label) + "@example.com"}),
+		RSA:   hsm.AddKey(t, label, keySpec{Type: "rsa:2048", ID: "01", Label: "rsa", Email: "rsa-" + strings.ToLower(label) + "@example.com", AlwaysAuth: true}),
+		EC:    hsm.AddKey(t, label, keySpec{Type: "EC:prime256v1", ID: "02", Label: "ec", Email: "ec-" + strings.ToLower(label) + "@example.com", AlwaysAuth: true}),
+		Plain: hsm.AddKey(t, label, keySpec{Type: "rsa:2048", ID: "03", Label: "plain", Email: "plain-" + strings.ToLower(label) + "@example.com"}),
 	}
 }
 

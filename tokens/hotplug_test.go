@@ -35,8 +35,8 @@ func TestHotplug(t *testing.T) {
 	// margin is for loaded CI machines.
 	within := 20 * testPoll
 	start := time.Now()
-	dir := hsm.initToken(t, "B")
-	cert := hsm.addKey(t, "B", keySpec{Type: "EC:prime256v1", ID: "07", Label: "b", Email: "b@example.com"})
+	dir := hsm.InitToken(t, "B")
+	cert := hsm.AddKey(t, "B", keySpec{Type: "EC:prime256v1", ID: "07", Label: "b", Email: "b@example.com"})
 	ev := waitEvent(t, events, tokens.TokenInserted, "B", within+time.Since(start))
 	if ev.Token.Module != softhsmModule || ev.Token.PINState != tokens.PINOK || ev.Module != "softhsm-test" {
 		t.Errorf("inserted event %+v", ev)
