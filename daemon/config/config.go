@@ -50,14 +50,15 @@ const (
 
 // Config is the configuration in effect.
 type Config struct {
-	Limits    Limits    // [limits]
-	Prompt    Prompt    // [prompt]
-	Keystore  Keystore  // [keystore]
-	Crypto    Crypto    // [crypto]
-	Trust     Trust     // [trust]
-	Directory Directory // [directory]
-	Audit     Audit     // [audit]
-	Tokens    Tokens    // [tokens]
+	Limits     Limits     // [limits]
+	Prompt     Prompt     // [prompt]
+	Keystore   Keystore   // [keystore]
+	Crypto     Crypto     // [crypto]
+	Trust      Trust      // [trust]
+	Directory  Directory  // [directory]
+	Revocation Revocation // [revocation]
+	Audit      Audit      // [audit]
+	Tokens     Tokens     // [tokens]
 
 	// UserFile is the user configuration file that was looked for (it may
 	// not exist); empty for Default.
@@ -115,12 +116,60 @@ type Crypto struct {
 	DefaultHash crypto.Hash
 }
 
-// Trust chooses the trust anchors for signature verification.
+// Trust chooses the trust anchors: those that verify signatures (scope
+// "signing") and those that vouch for recipients' certificates found in a
+// directory (scope "encryption").
 type Trust struct {
-	// SystemRoots adds the operating system's root certificates to the
-	// user's own trust anchors. Default true.
+	// SystemRoots adds the operating system's root certificates, for both
+	// scopes. Default true; a policy that locks it false pins the
+	// organisation's anchors only.
 	SystemRoots bool
+	// UserAnchors counts the user's own anchors (smimectl trust add).
+	// Default true; a policy that locks it false refuses TrustAdd and
+	// ignores the anchors the user added before.
+	UserAnchors bool
+	// Anchors, SigningAnchors and EncryptionAnchors are certificate files
+	// or directories of them (PEM or DER): anchors for both scopes, for
+	// signature verification only, and for recipients' certificates only.
+	// Usually set by the machine policy.
+	Anchors           []string
+	SigningAnchors    []string
+	EncryptionAnchors []string
+	// MachineDir is the machine's anchor directory, "trust" beside the
+	// policy file (/etc/smimed/trust): certificates in it are anchors for
+	// both scopes, those in its signing/ and encryption/ subdirectories
+	// for that scope only. Not a key: Load sets it.
+	MachineDir string
+	// FetchIssuers says when missing intermediate CA certificates are
+	// fetched from the URLs a certificate names (AIA caIssuers):
+	// FetchCompose (default: while composing or on request, never while a
+	// message is read), FetchAlways or FetchNever.
+	FetchIssuers string
 }
+
+// Values of trust.fetch_issuers.
+const (
+	FetchCompose = "compose"
+	FetchAlways  = "always"
+	FetchNever   = "never"
+)
+
+// Revocation configures revocation checking (OCSP, then CRLs).
+type Revocation struct {
+	// Policy is RevocationSoftFail (default: a status that cannot be found
+	// out is shown as unknown and does not fail the operation),
+	// RevocationHardFail (unknown fails it) or RevocationOff.
+	Policy string
+	// Timeout bounds one certificate's check. Default 5s.
+	Timeout time.Duration
+}
+
+// Values of revocation.policy.
+const (
+	RevocationSoftFail = "soft-fail"
+	RevocationHardFail = "hard-fail"
+	RevocationOff      = "off"
+)
 
 // Directory configures certificate directories (used from issue 5 on).
 type Directory struct {
@@ -153,13 +202,14 @@ type Tokens struct {
 // Default returns the built-in configuration, used where no file exists.
 func Default() *Config {
 	return &Config{
-		Limits:   Limits{MaxMessageBytes: 256 << 20},
-		Prompt:   Prompt{AllowAgents: true},
-		Keystore: Keystore{Backend: BackendAuto},
-		Crypto:   Crypto{DefaultHash: crypto.SHA256},
-		Trust:    Trust{SystemRoots: true},
-		Audit:    Audit{Syslog: true},
-		Tokens:   Tokens{Enabled: true},
+		Limits:     Limits{MaxMessageBytes: 256 << 20},
+		Prompt:     Prompt{AllowAgents: true},
+		Keystore:   Keystore{Backend: BackendAuto},
+		Crypto:     Crypto{DefaultHash: crypto.SHA256},
+		Trust:      Trust{SystemRoots: true, UserAnchors: true, FetchIssuers: FetchCompose},
+		Revocation: Revocation{Policy: RevocationSoftFail, Timeout: 5 * time.Second},
+		Audit:      Audit{Syslog: true},
+		Tokens:     Tokens{Enabled: true},
 	}
 }
 
@@ -269,6 +319,9 @@ func Load(p Paths) (*Config, error) {
 	cfg.UserFileLoaded = user != nil
 	cfg.PolicyFile = policyPath
 	cfg.PolicyFileLoaded = policy != nil
+	if policyPath != "" {
+		cfg.Trust.MachineDir = filepath.Join(filepath.Dir(policyPath), "trust")
+	}
 	return cfg, nil
 }
 
@@ -491,6 +544,31 @@ func keyDefs() []keyDef {
 			c.Trust.SystemRoots = b
 			return err
 		}},
+		{"trust.user_anchors", func(c *Config, v any) error {
+			b, err := boolValue(v)
+			c.Trust.UserAnchors = b
+			return err
+		}},
+		{"trust.anchors", func(c *Config, v any) error {
+			list, err := pathList(v)
+			c.Trust.Anchors = list
+			return err
+		}},
+		{"trust.signing_anchors", func(c *Config, v any) error {
+			list, err := pathList(v)
+			c.Trust.SigningAnchors = list
+			return err
+		}},
+		{"trust.encryption_anchors", func(c *Config, v any) error {
+			list, err := pathList(v)
+			c.Trust.EncryptionAnchors = list
+			return err
+		}},
+		{"trust.fetch_issuers", func(c *Config, v any) error {
+			s, err := oneOf(v, FetchCompose, FetchAlways, FetchNever)
+			c.Trust.FetchIssuers = s
+			return err
+		}},
 		{"directory.ldap", func(c *Config, v any) error {
 			list, err := stringList(v)
 			if err != nil {
@@ -503,6 +581,19 @@ func keyDefs() []keyDef {
 			}
 			c.Directory.LDAP = list
 			return nil
+		}},
+		{"revocation.policy", func(c *Config, v any) error {
+			s, err := oneOf(v, RevocationSoftFail, RevocationHardFail, RevocationOff)
+			c.Revocation.Policy = s
+			return err
+		}},
+		{"revocation.timeout", func(c *Config, v any) error {
+			d, err := durationValue(v)
+			if err == nil && (d < 100*time.Millisecond || d > time.Minute) {
+				err = fmt.Errorf("%s is out of range (100ms to 1m)", d)
+			}
+			c.Revocation.Timeout = d
+			return err
 		}},
 		{"audit.syslog", func(c *Config, v any) error {
 			b, err := boolValue(v)
@@ -533,6 +624,32 @@ func keyDefs() []keyDef {
 			return err
 		}},
 	}
+}
+
+// pathList reads a list of absolute file or directory paths.
+func pathList(v any) ([]string, error) {
+	list, err := stringList(v)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range list {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("%q is not an absolute path", p)
+		}
+	}
+	return list, nil
+}
+
+// oneOf reads a string that must be one of allowed.
+func oneOf(v any, allowed ...string) (string, error) {
+	s, err := stringValue(v)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Contains(allowed, s) {
+		return "", fmt.Errorf("must be one of %q, not %q", allowed, s)
+	}
+	return s, nil
 }
 
 // Keys returns the dotted names of every configuration key.

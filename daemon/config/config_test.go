@@ -28,8 +28,9 @@ func TestLoadDefaultsWhenNoFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Default()
+	want.Trust.MachineDir = filepath.Join(dir, "trust")
 	if cfg.Limits != want.Limits || cfg.Keystore != want.Keystore || cfg.Crypto != want.Crypto ||
-		cfg.Trust != want.Trust || cfg.Audit != want.Audit || cfg.Prompt != want.Prompt {
+		!reflect.DeepEqual(cfg.Trust, want.Trust) || cfg.Revocation != want.Revocation || cfg.Audit != want.Audit || cfg.Prompt != want.Prompt {
 		t.Errorf("got %+v, want the defaults %+v", cfg, want)
 	}
 	if cfg.Limits.MaxMessageBytes != 256<<20 || cfg.Keystore.Backend != "auto" || cfg.Crypto.DefaultHash != crypto.SHA256 ||
@@ -64,8 +65,16 @@ allow_modern = true
 default_hash = "sha384"
 [trust]
 system_roots = false
+user_anchors = false
+anchors = ["/etc/org/root.pem"]
+signing_anchors = ["/etc/org/signing"]
+encryption_anchors = ["/etc/org/enc.pem"]
+fetch_issuers = "never"
 [directory]
 ldap = ["ldaps://ldap.example.org", "ldap://x.example"]
+[revocation]
+policy = "hard-fail"
+timeout = "2s"
 [audit]
 syslog = false
 [tokens]
@@ -76,14 +85,16 @@ modules = ["/opt/card/pkcs11.so"]
 		t.Fatal(err)
 	}
 	want := Config{
-		Limits:    Limits{MaxMessageBytes: 64 << 20},
-		Prompt:    Prompt{Program: "/usr/bin/pinentry-tty"},
-		Keystore:  Keystore{Backend: "file"},
-		Crypto:    Crypto{AllowModern: true, DefaultHash: crypto.SHA384},
-		Trust:     Trust{SystemRoots: false},
-		Directory: Directory{LDAP: []string{"ldaps://ldap.example.org", "ldap://x.example"}},
-		Audit:     Audit{Syslog: false},
-		Tokens:    Tokens{Enabled: false, Modules: []string{"/opt/card/pkcs11.so"}},
+		Limits:   Limits{MaxMessageBytes: 64 << 20},
+		Prompt:   Prompt{Program: "/usr/bin/pinentry-tty"},
+		Keystore: Keystore{Backend: "file"},
+		Crypto:   Crypto{AllowModern: true, DefaultHash: crypto.SHA384},
+		Trust: Trust{SystemRoots: false, UserAnchors: false, Anchors: []string{"/etc/org/root.pem"},
+			SigningAnchors: []string{"/etc/org/signing"}, EncryptionAnchors: []string{"/etc/org/enc.pem"}, FetchIssuers: FetchNever},
+		Directory:  Directory{LDAP: []string{"ldaps://ldap.example.org", "ldap://x.example"}},
+		Revocation: Revocation{Policy: RevocationHardFail, Timeout: 2 * time.Second},
+		Audit:      Audit{Syslog: false},
+		Tokens:     Tokens{Enabled: false, Modules: []string{"/opt/card/pkcs11.so"}},
 	}
 	got := *cfg
 	got.UserFile, got.UserFileLoaded, got.PolicyFile, got.PolicyFileLoaded = "", false, "", false
