@@ -485,13 +485,13 @@ func (c *Checker) queryOCSP(ctx context.Context, u string, cert, issuer *x509.Ce
 	if err != nil {
 		return nil, err
 	}
-	resp, err := ocsp.ParseResponseForCert(body, cert, issuer)
+	resp, err := parseOCSPResponse(body, cert, issuer)
 	if err != nil {
 		return nil, err
 	}
 	now := c.now()
 	if rc := resp.Certificate; rc != nil && !rc.Equal(issuer) {
-		// ParseResponseForCert checked that issuer signed rc and rc signed the response.
+		// parseOCSPResponse checked that issuer signed rc and rc signed the response.
 		delegated := false
 		for _, eku := range rc.ExtKeyUsage {
 			if eku == x509.ExtKeyUsageOCSPSigning {
@@ -518,6 +518,30 @@ func (c *Checker) queryOCSP(ctx context.Context, u string, cert, issuer *x509.Ce
 	}
 	if !resp.NextUpdate.IsZero() && now.After(resp.NextUpdate.Add(skew)) {
 		return nil, fmt.Errorf("stale response (nextUpdate %s)", resp.NextUpdate.UTC().Format(time.RFC3339))
+	}
+	return resp, nil
+}
+
+// parseOCSPResponse parses the response about cert and checks its
+// signature: by issuer itself, or by a responder certificate included in the
+// response that issuer signed. A response signed by the issuer that also
+// includes the issuer's own certificate is common (openssl ocsp -rsigner
+// with the CA); ocsp.ParseResponseForCert would then check that the issuer
+// signed itself, which holds only for a root, so signatures are checked here.
+func parseOCSPResponse(body []byte, cert, issuer *x509.Certificate) (*ocsp.Response, error) {
+	resp, err := ocsp.ParseResponseForCert(body, cert, nil)
+	if err != nil {
+		return nil, err
+	}
+	signer := issuer
+	if rc := resp.Certificate; rc != nil && !rc.Equal(issuer) {
+		if err := rc.CheckSignatureFrom(issuer); err != nil {
+			return nil, fmt.Errorf("bad OCSP signature: the responder certificate was not issued by the certificate's issuer: %w", err)
+		}
+		signer = rc
+	}
+	if err := resp.CheckSignatureFrom(signer); err != nil {
+		return nil, fmt.Errorf("bad OCSP signature: %w", err)
 	}
 	return resp, nil
 }
