@@ -47,6 +47,10 @@ const (
 	ErrClosed Error = "keystore: store closed"
 	// ErrCorrupt: a stored entry cannot be read; see [CorruptError].
 	ErrCorrupt Error = "keystore: corrupt entry"
+	// ErrUnsupportedBackend: the backend cannot do what was asked, e.g.
+	// hold directory passwords ([Store.DirectoryPassword]), which only the
+	// Secret Service can.
+	ErrUnsupportedBackend Error = "keystore: not supported by this key store backend"
 )
 
 // CorruptError reports one stored entry that cannot be read: a vault file

@@ -15,6 +15,42 @@
 // address" (Select): certificates valid now, whose key usage allows
 // encryption, the one the person's signed mail named as their encryption
 // key first, then the newest.
+//
+// # Trust anchors
+//
+// Anchors come from three places (TrustSources): the system's roots
+// (x509.SystemCertPool; Debian: /etc/ssl/certs), the machine's policy and
+// the user's own (the trust directory above; AddAnchors). The policy's are
+// the files in the machine directory (/etc/smimed/trust) and the files and
+// directories the configuration names. Each anchor has a Scope:
+// ScopeSigning vouches for signers, ScopeEncryption for recipients'
+// certificates. The system's and the user's anchors have both; a file
+// directly in the machine directory or in trust.anchors has both, one in
+// its signing/ or encryption/ subdirectory, or in trust.signing_anchors or
+// trust.encryption_anchors, that scope only. A certificate met in several
+// places is one Anchor with the union of the scopes. TrustPool gives the
+// pool for one scope; the policy can leave the system's roots or the
+// user's anchors out (TrustSources.System, User) to pin its own CAs.
+//
+// In a directory, the files named *.pem, *.crt, *.cer or *.der (any case)
+// are read, not dotfiles nor subdirectories (other files, such as a
+// README, are skipped silently); a file the configuration names is read
+// whatever its name. A file is PEM (every CERTIFICATE block; other blocks
+// are ignored) or one DER certificate, at most 1 MiB. Symbolic links are
+// followed; a loop or a dangling link is reported. A file that cannot be
+// read, or a configured path that is missing, is a *CorruptError beside
+// the anchors that could be read; a missing machine directory is no
+// anchors. A certificate that is not a CA is accepted as an anchor too:
+// this pins that certificate (it verifies as a chain of its own), for
+// organisations that trust a few end-entity certificates rather than a CA;
+// Go's verifier would also accept certificates it signed.
+//
+// RemoveAnchors removes only the user's anchors: a policy anchor stays
+// trusted whatever the user removes. The anchors and pools are cached and
+// rebuilt when a source changes (the directories', the configured paths'
+// and the read files' modification times and sizes are compared on each
+// call), so verifying a message neither re-reads the files nor copies the
+// system pool.
 package certbook
 
 import (
@@ -236,7 +272,7 @@ type Book struct {
 	dir    string
 	logger *slog.Logger
 	mu     sync.Mutex // serialises read-modify-write of entries
-	roots  rootsCache
+	trust  trustCache // anchors and pools of TrustAnchors, TrustPool
 	// seen caches entries Add read, by path, with the file's size and
 	// modification time: a signer verified again and again is merged
 	// without re-reading and re-parsing its file. Guarded by mu.
@@ -313,7 +349,8 @@ func (b *Book) Dir() string { return b.dir }
 func (b *Book) trustDir() string { return filepath.Join(b.dir, "trust") }
 func (b *Book) certsDir() string { return filepath.Join(b.dir, "certs") }
 
-// Anchors returns the trust anchors. Unreadable files are reported in the
+// Anchors returns the user's own trust anchors (the trust directory; see
+// TrustAnchors for the policy's too). Unreadable files are reported in the
 // error (one *CorruptError each) beside the readable anchors.
 func (b *Book) Anchors(ctx context.Context) ([]*x509.Certificate, error) {
 	if err := ctx.Err(); err != nil {
@@ -356,12 +393,12 @@ func readAnchor(path string) (*x509.Certificate, error) {
 	return c, nil
 }
 
-// AddAnchors stores certificates as trust anchors and returns those that
-// were not anchors already.
+// AddAnchors stores certificates as the user's trust anchors (both scopes)
+// and returns those that were not the user's anchors already.
 func (b *Book) AddAnchors(ctx context.Context, certs []*x509.Certificate) ([]*x509.Certificate, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	defer b.roots.invalidate()
+	defer b.trust.invalidate()
 	var added []*x509.Certificate
 	for _, c := range certs {
 		if err := ctx.Err(); err != nil {
@@ -379,13 +416,15 @@ func (b *Book) AddAnchors(ctx context.Context, certs []*x509.Certificate) ([]*x5
 	return added, nil
 }
 
-// RemoveAnchors removes the anchors with the given fingerprints (hex
+// RemoveAnchors removes the user's anchors with the given fingerprints (hex
 // SHA-256) and returns those it removed. A corrupt anchor file can be
-// removed by its fingerprint too; it is then not in the result.
+// removed by its fingerprint too; it is then not in the result. Policy
+// anchors are never removed: a certificate that is one stays trusted (see
+// TrustAnchors).
 func (b *Book) RemoveAnchors(ctx context.Context, fingerprints []string) ([]*x509.Certificate, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	defer b.roots.invalidate()
+	defer b.trust.invalidate()
 	var removed []*x509.Certificate
 	for _, fp := range fingerprints {
 		if err := ctx.Err(); err != nil {

@@ -19,14 +19,22 @@
 // blob, read with smime/cms). The certificates of all servers are merged
 // and de-duplicated by their SHA-256 fingerprint; the caller chooses among
 // them (validity, key usage, trust). An error of one server (ErrUnreachable,
-// ErrBind, ErrSearch, in a *ServerError naming it) does not hide the
+// ErrTLS, ErrBind, ErrSearch, in a *ServerError naming it) does not hide the
 // answers of the others: Lookup returns those certificates together with a
 // *LookupError for the address.
 //
-// Binding is anonymous unless Options.Credentials returns a DN for the
-// server; the password comes from that callback (the daemon reads it from
-// the key store, never from the configuration file) and its bytes are
-// zeroed once the bind is done.
+// Binding is anonymous unless the server's URL has a bindname extension
+// (RFC 4516: ...??sub??bindname=cn=reader%2cdc=example%2cdc=org) or
+// Options.Credentials returns a DN for the server: then it is a simple
+// bind, with the password the callback returns (the daemon reads it from
+// the key store, never from the configuration file), whose bytes are
+// zeroed once the bind is done. A URL with a bindname is never searched
+// anonymously: without credentials for it the server's result is ErrBind.
+// Simple binds send the password as it is, so use them over ldaps://.
+//
+// ldaps:// servers are verified against the system roots, or
+// Options.TLSConfig's RootCAs when set; a server whose certificate does
+// not verify is an ErrTLS.
 //
 // Every lookup connects afresh with a short dial timeout (default 3 s), and
 // the bind and search are limited by a time limit (default 5 s), all under
@@ -69,9 +77,10 @@ const (
 )
 
 // CredentialsFunc returns the bind DN and password for a server, named by
-// its URL as configured. An empty DN means an anonymous bind. The
-// Directory zeroes the password after use. An error makes that server's
-// result an ErrBind.
+// its URL as configured (ParseURL gives its BindDN and Origin). An empty
+// DN means an anonymous bind, which is refused (ErrBind) when the URL has a
+// bindname. The Directory zeroes the password after use. An error makes
+// that server's result an ErrBind wrapping it.
 type CredentialsFunc func(ctx context.Context, serverURL string) (dn string, password []byte, err error)
 
 // Options configures a Directory. The zero value of each field selects its
@@ -97,7 +106,9 @@ type Options struct {
 	// (default 50).
 	SizeLimit int
 	// TLSConfig is used for ldaps:// servers; nil verifies against the
-	// system roots. ServerName is set from the URL when empty.
+	// system roots. Its RootCAs are the CAs trusted to vouch for servers
+	// (nil = the system roots). ServerName is set from the URL when
+	// empty.
 	TLSConfig *tls.Config
 	// Now is the clock (default time.Now); tests inject a fake one.
 	Now func() time.Time
@@ -138,6 +149,12 @@ var (
 	ErrBind = errors.New("directory: bind failed")
 	// ErrSearch: the server refused the search.
 	ErrSearch = errors.New("directory: search failed")
+	// ErrTLS: the TLS handshake with an ldaps:// server failed: its
+	// certificate does not chain to the trusted roots (Options.TLSConfig)
+	// or does not name the host, or the server's answer is not TLS. The
+	// *tls.CertificateVerificationError is in the chain when that was
+	// the reason.
+	ErrTLS = errors.New("directory: TLS handshake failed")
 	// ErrInvalidAddress: the address given to Lookup is not usable.
 	ErrInvalidAddress = errors.New("directory: invalid address")
 )
@@ -146,7 +163,7 @@ var (
 type ServerError struct {
 	// Server is the server's URL as configured.
 	Server string
-	// Kind is ErrUnreachable, ErrBind or ErrSearch.
+	// Kind is ErrUnreachable, ErrTLS, ErrBind or ErrSearch.
 	Kind error
 	// Err is the cause. It never contains a password.
 	Err error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -43,11 +44,19 @@ func (d *Directory) searchServer(ctx context.Context, s *Server, email string) (
 			return nil, fail(ErrBind, fmt.Errorf("empty password for %q", dn))
 		}
 	}
+	if s.BindDN != "" && dn == "" {
+		// The URL asks for an authenticated bind: an anonymous one would
+		// at best find nothing, at worst other entries.
+		return nil, fail(ErrBind, fmt.Errorf("no credentials for bindname %q", s.BindDN))
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, d.opts.DialTimeout+d.opts.SearchTimeout)
 	defer cancel()
 	conn, err := d.dial(ctx, s)
 	if err != nil {
+		if ctx.Err() == nil && isTLSError(err) {
+			return nil, fail(ErrTLS, err)
+		}
 		return nil, fail(ErrUnreachable, err)
 	}
 	l := ldap.NewConn(conn, s.TLS)
@@ -119,6 +128,22 @@ func (d *Directory) dial(ctx context.Context, s *Server) (net.Conn, error) {
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
 	return tc, nil
+}
+
+// isTLSError reports whether a dial error is the TLS handshake's refusal
+// (the server's certificate did not verify, a TLS alert, an answer that is
+// not TLS) rather than a network failure or a timeout.
+func isTLSError(err error) bool {
+	var (
+		verr   *tls.CertificateVerificationError
+		recErr tls.RecordHeaderError
+		alert  tls.AlertError
+		ua     x509.UnknownAuthorityError
+		he     x509.HostnameError
+		ci     x509.CertificateInvalidError
+	)
+	return errors.As(err, &verr) || errors.As(err, &recErr) || errors.As(err, &alert) ||
+		errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
 }
 
 // entryCertificates returns the certificates of one entry: DER values of

@@ -1,11 +1,19 @@
 // Package testldap runs a real OpenLDAP slapd (Debian packages slapd and
 // ldap-utils) for tests, as the current user on a loopback port, with the
-// base entries of dc=example,dc=org. Test-only.
+// base entries of dc=example,dc=org; optionally with a reader account and
+// access rules that need it, and an ldaps:// listener. Test-only.
 package testldap
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +22,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/smimed/smimed/internal/testpki"
 )
 
 // The directory's suffix and accounts.
@@ -21,7 +31,7 @@ const (
 	Suffix   = "dc=example,dc=org"
 	RootDN   = "cn=admin,dc=example,dc=org"
 	RootPW   = "rootsecret"
-	ReaderDN = "cn=reader,dc=example,dc=org" // exists when bindOnly
+	ReaderDN = "cn=reader,dc=example,dc=org" // exists when BindOnly or ProtectCertificates
 	ReaderPW = "reader-Secret-42"
 )
 
@@ -29,8 +39,31 @@ const (
 type Server struct {
 	URL  string // ldap://127.0.0.1:PORT/dc=example,dc=org
 	Addr string // 127.0.0.1:PORT
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	// LDAPSURL and LDAPSAddr are the ldaps:// listener's, when
+	// Options.TLSIssuer was set: ldaps://127.0.0.1:PORT2/dc=example,dc=org.
+	LDAPSURL  string
+	LDAPSAddr string
+	// ServerCert is the certificate of the ldaps:// listener (for
+	// 127.0.0.1, ::1 and localhost), issued by Options.TLSIssuer.
+	ServerCert *x509.Certificate
+	cmd        *exec.Cmd
+	log        *bytes.Buffer
+}
+
+// Options configure StartWith.
+type Options struct {
+	// BindOnly refuses anonymous binds and lets only authenticated users
+	// read; the reader account (ReaderDN, ReaderPW) exists.
+	BindOnly bool
+	// ProtectCertificates allows anonymous binds and searches, but only
+	// authenticated users may read userCertificate and
+	// userSMIMECertificate (an anonymous search finds the entries without
+	// them); the reader account exists.
+	ProtectCertificates bool
+	// TLSIssuer, when set, adds an ldaps:// listener whose server
+	// certificate (for 127.0.0.1, ::1 and localhost; chain included) is
+	// issued by this CA, e.g. a testpki PKI's Intermediate.
+	TLSIssuer *testpki.Identity
 }
 
 // Start starts a slapd with the base entries (and, when bindOnly,
@@ -38,6 +71,16 @@ type Server struct {
 // the end of the test.
 func Start(tb testing.TB, bindOnly bool) *Server {
 	tb.Helper()
+	return StartWith(tb, Options{BindOnly: bindOnly})
+}
+
+// StartWith starts a slapd configured by o, with the base entries. It is
+// stopped at the end of the test.
+func StartWith(tb testing.TB, o Options) *Server {
+	tb.Helper()
+	if o.BindOnly && o.ProtectCertificates {
+		tb.Fatal("testldap: BindOnly and ProtectCertificates exclude each other")
+	}
 	bin, err := exec.LookPath("slapd")
 	if err != nil {
 		if _, err2 := os.Stat("/usr/sbin/slapd"); err2 != nil {
@@ -51,7 +94,8 @@ func Start(tb testing.TB, bindOnly bool) *Server {
 		tb.Fatal(err)
 	}
 	acl := ""
-	if bindOnly {
+	switch {
+	case o.BindOnly:
 		acl = `disallow bind_anon
 require authc
 access to attrs=userPassword
@@ -61,6 +105,26 @@ access to *
 	by users read
 	by * none
 `
+	case o.ProtectCertificates:
+		acl = `access to attrs=userPassword
+	by anonymous auth
+	by * none
+access to attrs=userCertificate,userSMIMECertificate
+	by users read
+	by * none
+access to *
+	by * read
+`
+	}
+	addr := FreeAddr(tb)
+	s := &Server{URL: "ldap://" + addr + "/" + Suffix, Addr: addr, log: new(bytes.Buffer)}
+	listeners := "ldap://" + addr + "/"
+	if o.TLSIssuer != nil {
+		certPath, keyPath := s.serverCertificate(tb, dir, o.TLSIssuer)
+		acl = fmt.Sprintf("TLSCertificateFile %s\nTLSCertificateKeyFile %s\n", certPath, keyPath) + acl
+		s.LDAPSAddr = FreeAddr(tb)
+		s.LDAPSURL = "ldaps://" + s.LDAPSAddr + "/" + Suffix
+		listeners += " ldaps://" + s.LDAPSAddr + "/"
 	}
 	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
@@ -81,9 +145,7 @@ directory %[6]s
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	addr := FreeAddr(tb)
-	s := &Server{URL: "ldap://" + addr + "/" + Suffix, Addr: addr, log: new(bytes.Buffer)}
-	s.cmd = exec.Command(bin, "-f", confPath, "-h", "ldap://"+addr+"/", "-d", "0")
+	s.cmd = exec.Command(bin, "-f", confPath, "-h", listeners, "-d", "0")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		tb.Fatalf("starting slapd: %v", err)
@@ -94,12 +156,33 @@ directory %[6]s
 		s.cmd.Process.Kill()
 		<-exited
 	})
+	s.waitListening(tb, addr, exited)
+	if s.LDAPSAddr != "" {
+		s.waitListening(tb, s.LDAPSAddr, exited)
+	}
+	s.Add(tb, Suffix, map[string][]string{
+		"objectClass": {"dcObject", "organization"}, "o": {"Example"}, "dc": {"example"},
+	})
+	s.Add(tb, "ou=people,"+Suffix, map[string][]string{
+		"objectClass": {"organizationalUnit"}, "ou": {"people"},
+	})
+	if o.BindOnly || o.ProtectCertificates {
+		s.Add(tb, ReaderDN, map[string][]string{
+			"objectClass": {"person"}, "cn": {"reader"}, "sn": {"reader"}, "userPassword": {ReaderPW},
+		})
+	}
+	return s
+}
+
+// waitListening waits until slapd accepts connections on addr.
+func (s *Server) waitListening(tb testing.TB, addr string, exited <-chan struct{}) {
+	tb.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			break
+			return
 		}
 		select {
 		case <-exited:
@@ -111,18 +194,60 @@ directory %[6]s
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.Add(tb, Suffix, map[string][]string{
-		"objectClass": {"dcObject", "organization"}, "o": {"Example"}, "dc": {"example"},
-	})
-	s.Add(tb, "ou=people,"+Suffix, map[string][]string{
-		"objectClass": {"organizationalUnit"}, "ou": {"people"},
-	})
-	if bindOnly {
-		s.Add(tb, ReaderDN, map[string][]string{
-			"objectClass": {"person"}, "cn": {"reader"}, "sn": {"reader"}, "userPassword": {ReaderPW},
-		})
+}
+
+// serverCertificate issues the ldaps:// listener's certificate (P-256,
+// serverAuth, for 127.0.0.1, ::1 and localhost) from issuer and writes it
+// with the issuer's chain, and its PKCS #8 key, under dir.
+func (s *Server) serverCertificate(tb testing.TB, dir string, issuer *testpki.Identity) (certPath, keyPath string) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return s
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 96))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "localhost", Organization: []string{"smimed tests"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer.Cert, key.Public(), issuer.Key)
+	if err != nil {
+		tb.Fatalf("testldap: server certificate: %v", err)
+	}
+	if s.ServerCert, err = x509.ParseCertificate(der); err != nil {
+		tb.Fatal(err)
+	}
+	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if issuer.Cert.CheckSignatureFrom(issuer.Cert) != nil { // not a root: send it along
+		chain = append(chain, testpki.CertPEM(issuer.Cert)...)
+		for _, c := range issuer.Chain {
+			chain = append(chain, testpki.CertPEM(c)...)
+		}
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
+	for path, data := range map[string][]byte{
+		certPath: chain,
+		keyPath:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return certPath, keyPath
 }
 
 // Stop kills slapd now (the cleanup then has nothing left to do).

@@ -349,3 +349,39 @@ basicConstraints = CA:false
 keyUsage = critical,digitalSignature,keyAgreement
 extendedKeyUsage = emailProtection
 `
+
+// PKCS12 exports the identity with the issuing CA's certificate as a
+// PKCS #12 file protected by password, made by the real `openssl pkcs12`.
+func (p *PKI) PKCS12(tb testing.TB, name, password string) []byte {
+	tb.Helper()
+	id := p.Identity(name)
+	out := filepath.Join(tb.TempDir(), name+".p12")
+	cmd := exec.Command("openssl", "pkcs12", "-export", "-in", id.CertFile, "-inkey", id.KeyFile,
+		"-certfile", p.IntermediateFile, "-passout", "env:P12PASS", "-out", out)
+	cmd.Env = append(os.Environ(), "P12PASS="+password)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("openssl pkcs12 -export: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// Sign signs msg (a MIME entity) as the identity named name with the real
+// `openssl cms -sign`, detached, including the issuing CA's certificate
+// (the intermediate travels only in the message).
+func (p *PKI) Sign(tb testing.TB, name string, msg []byte) []byte {
+	tb.Helper()
+	id := p.Identity(name)
+	cmd := exec.Command("openssl", "cms", "-sign", "-signer", id.CertFile, "-inkey", id.KeyFile,
+		"-certfile", p.IntermediateFile, "-md", "sha256")
+	cmd.Stdin = bytes.NewReader(msg)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		tb.Fatalf("openssl cms -sign: %v\n%s", err, errb.Bytes())
+	}
+	return out.Bytes()
+}
