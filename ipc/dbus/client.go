@@ -20,9 +20,14 @@ import (
 	"github.com/smimed/smimed/ipc"
 )
 
-// smallPayload is the size up to which the client sends a payload whose
-// length it knows (a *bytes.Reader, *bytes.Buffer or *strings.Reader) as a
-// byte array instead of through a pipe: one message each way, no goroutines.
+// smallPayload is the size up to which the client passes a payload whose
+// length it knows (a *bytes.Reader, *bytes.Buffer or *strings.Reader), and
+// its result, in memory files instead of through pipes: no goroutines, and
+// the daemon reads and writes them as regular files. When the connection
+// cannot pass descriptors, such a payload goes as a byte array through the
+// *Bytes variant instead. (godbus encodes and decodes byte arrays one
+// element at a time, nearly a microsecond per byte of payload and result:
+// a 4 KiB message took 3 ms that way, a tenth of that in memory files.)
 const smallPayload = 64 << 10
 
 // ClientOptions configures Dial.
@@ -40,15 +45,17 @@ type ClientOptions struct {
 //
 // D-Bus cannot cancel a call. When ctx ends, a method returns at once and
 // closes the pipes it made, so a Sign, Encrypt, Decrypt or Verify reading or
-// writing them on the daemon fails. Anything else runs on until it is done,
-// or until the Client is closed: leaving the bus cancels every request of
-// this client on the daemon.
+// writing them on the daemon fails. Anything else, small in-memory payloads
+// included (see stream), runs on until it is done, or until the Client is
+// closed: leaving the bus cancels every request of this client on the
+// daemon.
 //
 // RegisterPromptAgent lets the client show the daemon's prompts for its own
 // requests itself.
 type Client struct {
 	conn *godbus.Conn
 	obj  godbus.BusObject
+	fds  bool // the connection can pass file descriptors
 
 	agentMu   sync.Mutex
 	agent     ipc.PromptAgent // registered with the daemon; nil when none
@@ -85,7 +92,7 @@ func Dial(ctx context.Context, opts ClientOptions) (*Client, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("%w: connecting to the bus at %s: %v", ErrUnreachable, addr, r.err)
 		}
-		return &Client{conn: r.conn, obj: r.conn.Object(BusName, ObjectPath)}, nil
+		return &Client{conn: r.conn, obj: r.conn.Object(BusName, ObjectPath), fds: r.conn.SupportsUnixFDs()}, nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-ch; r.conn != nil {
@@ -293,17 +300,24 @@ func (c *Client) callJSON(ctx context.Context, method string, v any, args ...any
 
 // stream calls a message method and returns the rest of its reply.
 //
-// A payload of known small length goes as a byte array through the *Bytes
-// variant. Otherwise in and out travel as file descriptors. An *os.File
-// that is a regular file, pipe or socket is passed as it is, and the daemon
-// reads or writes it directly. Any other reader or writer, a terminal
-// included, is connected through a pipe that goroutines copy, and stream
-// returns only when those copies are done.
+// A payload of known small length travels with its result in memory files
+// (see smallPayload), or as a byte array through the *Bytes variant when
+// the connection cannot pass descriptors. Otherwise in and out travel as
+// file descriptors. An *os.File that is a regular file, pipe or socket is
+// passed as it is, and the daemon reads or writes it directly. Any other
+// reader or writer, a terminal included, is connected through a pipe that
+// goroutines copy, and stream returns only when those copies are done.
 func (c *Client) stream(ctx context.Context, method string, opts map[string]godbus.Variant, in io.Reader, out io.Writer) ([]any, error) {
 	if l, ok := in.(interface{ Len() int }); ok && l.Len() <= smallPayload {
-		return c.streamBytes(ctx, method, opts, in, out)
+		if !c.fds {
+			return c.streamBytes(ctx, method, opts, in, out)
+		}
+		if src, dst, err := newMemFiles(); err == nil {
+			return c.streamMemory(ctx, method, opts, src, dst, in, out)
+		}
+		// No memory files on this system: pipes, as for any reader.
 	}
-	if !c.conn.SupportsUnixFDs() {
+	if !c.fds {
 		return nil, fmt.Errorf("smimed %s: the bus connection cannot pass file descriptors", method)
 	}
 	src, err := newSource(in)
@@ -315,9 +329,14 @@ func (c *Client) stream(ctx context.Context, method string, opts map[string]godb
 		src.abort()
 		return nil, err
 	}
+	return c.callStreams(ctx, method, opts, src, dst)
+}
 
+// callStreams calls method with the descriptors of src and dst and waits
+// for its reply and for their copies, if any.
+func (c *Client) callStreams(ctx context.Context, method string, opts map[string]godbus.Variant, src, dst *handoff) ([]any, error) {
 	var call *godbus.Call
-	err = withFDs(src.send, dst.send, func(inFD, outFD uintptr) {
+	err := withFDs(src.send, dst.send, func(inFD, outFD uintptr) {
 		call = c.obj.GoWithContext(ctx, Interface+"."+method, 0, make(chan *godbus.Call, 1),
 			opts, godbus.UnixFD(inFD), godbus.UnixFD(outFD))
 	})
@@ -348,6 +367,35 @@ func (c *Client) stream(ctx context.Context, method string, opts map[string]godb
 		return nil, c.mapError(method, call.Err)
 	}
 	return call.Body, nil
+}
+
+// streamMemory passes in through the memory file src and, once the daemon
+// has answered, copies what it wrote to the memory file dst to out, as the
+// *Bytes variants would. It closes both files.
+func (c *Client) streamMemory(ctx context.Context, method string, opts map[string]godbus.Variant, src, dst *os.File, in io.Reader, out io.Writer) ([]any, error) {
+	defer src.Close()
+	defer dst.Close()
+	if _, err := io.Copy(src, in); err != nil {
+		return nil, fmt.Errorf("reading the input: %w", err)
+	}
+	// The daemon shares the files' offsets: it reads from the start and
+	// writes from the start.
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("smimed %s: passing the streams: %w", method, err)
+	}
+	body, err := c.callStreams(ctx, method, opts, &handoff{send: src}, &handoff{send: dst})
+	if err != nil {
+		return nil, err
+	}
+	// The daemon closed its copy of dst before it answered: the result is
+	// complete.
+	if _, err := dst.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("smimed %s: reading the result: %w", method, err)
+	}
+	if _, err := io.Copy(out, dst); err != nil {
+		return nil, fmt.Errorf("writing the output: %w", err)
+	}
+	return body, nil
 }
 
 func (c *Client) streamBytes(ctx context.Context, method string, opts map[string]godbus.Variant, in io.Reader, out io.Writer) ([]any, error) {

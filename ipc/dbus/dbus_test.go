@@ -271,6 +271,47 @@ func TestBytesVariantsRaw(t *testing.T) {
 	}
 }
 
+// TestSmallPayloads: a small in-memory payload travels in memory files
+// (the daemon sees a descriptor), or as a byte array through the *Bytes
+// variant when the connection cannot pass descriptors.
+func TestSmallPayloads(t *testing.T) {
+	f := newFake()
+	e := newEnv(t, f, ServerOptions{}, "")
+	c := e.client(t)
+	ctx := t.Context()
+	req := ipc.SignRequest{From: "me@x"}
+	for _, fds := range []bool{true, false} {
+		c.fds = fds
+		var out bytes.Buffer
+		if err := c.Sign(ctx, req, strings.NewReader("m"), &out); err != nil {
+			t.Fatalf("fds %v: %v", fds, err)
+		}
+		if out.String() != "signed by me@x\nm" {
+			t.Errorf("fds %v: Sign wrote %q", fds, out.String())
+		}
+		want := "*dbus.streamReader"
+		if !fds {
+			want = "*bytes.Reader"
+		}
+		f.mu.Lock()
+		got := f.signIn
+		f.mu.Unlock()
+		if got != want {
+			t.Errorf("fds %v: the service read a %s, want a %s", fds, got, want)
+		}
+		out.Reset()
+		st, err := c.Verify(ctx, ipc.OpenRequest{}, bytes.NewReader([]byte("m")), &out)
+		if err != nil || st.Signature != "good" || out.String() != "m" {
+			t.Errorf("fds %v: Verify = %+v, %q, %v", fds, st, out.String(), err)
+		}
+	}
+	// Without descriptors, a payload of unknown length cannot travel.
+	err := c.Sign(ctx, req, onlyReader{strings.NewReader("m")}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "cannot pass file descriptors") {
+		t.Errorf("Sign of a stream without descriptors: %v", err)
+	}
+}
+
 func TestEveryErrorName(t *testing.T) {
 	f := newFake()
 	e := newEnv(t, f, ServerOptions{}, "")

@@ -49,7 +49,7 @@ const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Con
 `
 
 // startBus runs a private dbus-daemon for the test and returns its address.
-func startBus(t *testing.T, anyUID bool) string {
+func startBus(t testing.TB, anyUID bool) string {
 	t.Helper()
 	exe, err := exec.LookPath("dbus-daemon")
 	if err != nil {
@@ -102,7 +102,7 @@ func startBus(t *testing.T, anyUID bool) string {
 }
 
 // connect opens a raw godbus connection to addr.
-func connect(t *testing.T, addr string) *godbus.Conn {
+func connect(t testing.TB, addr string) *godbus.Conn {
 	t.Helper()
 	conn, err := godbus.Connect(addr)
 	if err != nil {
@@ -117,7 +117,7 @@ type nameWatch struct {
 	ch chan [2]string // old, new owner
 }
 
-func watchName(t *testing.T, addr string) *nameWatch {
+func watchName(t testing.TB, addr string) *nameWatch {
 	t.Helper()
 	conn := connect(t, addr)
 	sigs := make(chan *godbus.Signal, 16)
@@ -139,7 +139,7 @@ func watchName(t *testing.T, addr string) *nameWatch {
 }
 
 // acquired waits until someone owns the name.
-func (w *nameWatch) acquired(t *testing.T) {
+func (w *nameWatch) acquired(t testing.TB) {
 	t.Helper()
 	for ch := range w.ch {
 		if ch[1] != "" {
@@ -188,7 +188,7 @@ type env struct {
 
 // newEnv starts a bus (unless addr is given) and a server on it, and waits
 // until the server owns the name.
-func newEnv(t *testing.T, f *fake, opts ServerOptions, addr string) *env {
+func newEnv(t testing.TB, f *fake, opts ServerOptions, addr string) *env {
 	t.Helper()
 	if addr == "" {
 		addr = startBus(t, false)
@@ -218,7 +218,7 @@ func newEnv(t *testing.T, f *fake, opts ServerOptions, addr string) *env {
 	return e
 }
 
-func (e *env) client(t *testing.T) *Client {
+func (e *env) client(t testing.TB) *Client {
 	t.Helper()
 	c, err := Dial(t.Context(), ClientOptions{Address: e.addr})
 	if err != nil {
@@ -238,6 +238,7 @@ type fake struct {
 	err      error
 	panicIn  string
 	hook     func(ctx context.Context) error // run by Sign, when set
+	signIn   string                          // the type of the last Sign's input
 
 	blockMu sync.Mutex
 	block   chan struct{} // when set, Sign waits for it to close or for ctx
@@ -416,6 +417,7 @@ func (f *fake) Sign(ctx context.Context, req ipc.SignRequest, in io.Reader, out 
 	}
 	f.mu.Lock()
 	hook := f.hook
+	f.signIn = fmt.Sprintf("%T", in)
 	f.mu.Unlock()
 	if hook != nil {
 		if err := hook(ctx); err != nil {

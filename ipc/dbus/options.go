@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 
 	godbus "github.com/godbus/dbus/v5"
 )
@@ -25,8 +26,20 @@ type optionField struct {
 	sig   string
 }
 
+// fieldCache maps a struct type to its optionFields, which every request
+// needs and which never change.
+var fieldCache sync.Map // reflect.Type → []optionField
+
 // optionFields lists the fields of the struct type t that travel as options.
 func optionFields(t reflect.Type) []optionField {
+	if fs, ok := fieldCache.Load(t); ok {
+		return fs.([]optionField)
+	}
+	fs, _ := fieldCache.LoadOrStore(t, listOptionFields(t))
+	return fs.([]optionField)
+}
+
+func listOptionFields(t reflect.Type) []optionField {
 	var fs []optionField
 	for i := range t.NumField() {
 		f := t.Field(i)

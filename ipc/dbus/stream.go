@@ -39,6 +39,10 @@ type fdStream struct {
 	// restore says that we set O_NONBLOCK, which the caller may share with
 	// other processes, and must clear it again.
 	restore bool
+	// nonblock says that the descriptor is in non-blocking mode, so that
+	// a deadline can interrupt its reads and writes. (A regular file never
+	// needs that: its reads and writes do not wait for a peer.)
+	nonblock bool
 }
 
 // openFD takes ownership of fd. Pipes and sockets are switched to
@@ -68,10 +72,10 @@ func openFD(fd int, name string, write bool) (*fdStream, error) {
 		_ = unix.Close(fd)
 		return nil, badArg("%s is not open for reading", name)
 	}
-	s := &fdStream{}
-	if (kind == unix.S_IFIFO || kind == unix.S_IFSOCK) && flags&unix.O_NONBLOCK == 0 {
+	s := &fdStream{nonblock: flags&unix.O_NONBLOCK != 0}
+	if (kind == unix.S_IFIFO || kind == unix.S_IFSOCK) && !s.nonblock {
 		if unix.SetNonblock(fd, true) == nil {
-			s.restore = true
+			s.restore, s.nonblock = true, true
 		}
 	}
 	s.f = os.NewFile(uintptr(fd), name)
@@ -181,13 +185,10 @@ func (s *Server) withStreams(ctx context.Context, body []any, inIdx, outIdx int,
 	}
 	defer out.close()
 
-	// Interrupt blocked reads and writes when the request is cancelled.
-	stop := context.AfterFunc(ctx, func() {
-		past := time.Unix(1, 0)
-		_ = in.f.SetDeadline(past)
-		_ = out.f.SetDeadline(past)
-	})
-	defer stop()
+	if in.nonblock || out.nonblock {
+		stop := interruptOnCancel(ctx, in, out)
+		defer stop()
+	}
 
 	r := &streamReader{r: in.f, ctx: ctx, left: s.maxBytes, limit: s.maxBytes}
 	err = op(r, &streamWriter{w: out.f, ctx: ctx})
@@ -195,6 +196,17 @@ func (s *Server) withStreams(ctx context.Context, body []any, inIdx, outIdx int,
 		return r.tooLarge()
 	}
 	return err
+}
+
+// interruptOnCancel makes the blocked reads and writes of the streams fail
+// when ctx is cancelled, and returns the function that stops watching ctx.
+func interruptOnCancel(ctx context.Context, streams ...*fdStream) (stop func() bool) {
+	return context.AfterFunc(ctx, func() {
+		past := time.Unix(1, 0)
+		for _, s := range streams {
+			_ = s.f.SetDeadline(past)
+		}
+	})
 }
 
 // withBytes runs op on a byte-array payload and returns what it wrote.

@@ -77,8 +77,8 @@ func daemonReport(rows []daemonRow, benchErr error, benchtime string) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
 	p("## The daemon (issues 3, 4, 5)\n\n")
 	p("`go test ./tests/e2e -run '^$' -bench . -benchtime %s`: a real dbus-daemon, the real smimed and smimectl\n", benchtime)
-	p("binaries, a 4 KiB message (25 MiB for SignEncrypt25MiB), RSA-2048. `dbus/` rows go through the Go client (byte-array variants for small\n")
-	p("in-memory payloads), `dbus-fd/` rows pass file descriptors, `engine/` rows call the smime package in-process.\n")
+	p("binaries, a 4 KiB message (25 MiB for SignEncrypt25MiB), RSA-2048. `dbus/` rows go through the Go client with in-memory payloads\n")
+	p("(passed in memory files), `dbus-fd/` rows pass the caller's files, `engine/` rows call the smime package in-process.\n")
 	p("\"prompt + unlock\" rows ask the (test) pinentry and run scrypt for every signature, as the default policy\n")
 	p("demands; \"cached-key\" rows run under a policy with a passphrase cache. TokenSign: a SoftHSM always-auth RSA\n")
 	p("key through the daemon (PIN from the test pinentry) vs `pkcs11-tool --sign`. Lookup: a recipient's certificate\n")

@@ -187,9 +187,9 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 		l.report(b)
 	})
-	// The same through file descriptors, as smimectl sends them: the Go
-	// client passes an *os.File on a regular file as is (a bytes.Reader,
-	// above, goes as a byte array below 64 KiB).
+	// The same through the caller's own files, as smimectl sends them: the
+	// Go client passes an *os.File on a regular file as is (a bytes.Reader,
+	// above, travels in memory files below 64 KiB).
 	inSigned := tempFile(b, signed.Bytes())
 	inMsg := tempFile(b, msg)
 	out := tempFile(b, nil)
