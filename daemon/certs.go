@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"io"
 	"strings"
 	"time"
@@ -42,20 +43,6 @@ func certInfos(certs []*x509.Certificate) []ipc.Certificate {
 	return out
 }
 
-// roots is the pool signatures are verified against: the user's trust
-// anchors, plus the system's roots when trust.system_roots is set. Never
-// nil (nil would mean "the system roots" to the engine).
-func (s *Service) roots(ctx context.Context) (*x509.CertPool, error) {
-	pool, err := s.book.Roots(ctx, s.cfg.Trust.SystemRoots)
-	if err != nil {
-		if !isCorruptOnly(err) {
-			return nil, err
-		}
-		s.logger.Warn("trust anchors: unreadable files skipped", "err", err)
-	}
-	return pool, nil
-}
-
 // recipientLookup is the answer for one address: the usable entries, best
 // first, or the reason there is none.
 type recipientLookup struct {
@@ -75,16 +62,26 @@ func (s *Service) lookup(ctx context.Context, addr string, ids []keystore.Identi
 		s.logger.Warn("address book: unreadable files skipped", "err", err)
 	}
 	ok, reason := certbook.Select(entries, addr, now)
+	ok, revReason := s.notRevoked(ctx, ok, ids, now)
 	if len(ok) > 0 {
 		return recipientLookup{entries: ok}, nil
+	}
+	if revReason != "" {
+		reason = revReason
 	}
 	var own []certbook.Entry
 	for _, id := range ids {
 		own = append(own, certbook.Entry{Certificate: id.Certificate, Capabilities: capabilities(id)})
 	}
-	if mine, ownReason := certbook.Select(own, addr, now); len(mine) > 0 {
+	mine, ownReason := certbook.Select(own, addr, now)
+	mine, ownRevReason := s.notRevoked(ctx, mine, ids, now)
+	if len(mine) > 0 {
 		return recipientLookup{entries: mine}, nil
-	} else if reason == certbook.ReasonNoneFound {
+	}
+	if ownRevReason != "" {
+		ownReason = ownRevReason
+	}
+	if reason == certbook.ReasonNoneFound {
 		reason = ownReason
 	}
 	if s.dir != nil {
@@ -99,6 +96,19 @@ func (s *Service) lookup(ctx context.Context, addr string, ids []keystore.Identi
 	return recipientLookup{reason: reason}, nil
 }
 
+// checkOwnRecipient refuses to encrypt the sent copy to the user's own
+// certificate when it is revoked (or of unknown status under hard-fail).
+func (s *Service) checkOwnRecipient(ctx context.Context, self *x509.Certificate, ids []keystore.Identity, now time.Time) error {
+	r := s.certRevocation(ctx, self, certbook.ScopeEncryption, nil, ids, now)
+	if !r.Fails {
+		return nil
+	}
+	if r.Status == revRevoked {
+		return noIdentity("your own certificate %s, which the sent copy is encrypted to, cannot be used: %s", subjectName(self), r.Detail)
+	}
+	return noIdentity("your own certificate %s, which the sent copy is encrypted to, cannot be used: its revocation status could not be checked and the policy requires it (%s)", subjectName(self), r.Detail)
+}
+
 // Reasons a directory lookup adds to certbook's.
 const (
 	reasonUntrusted            = "untrusted"
@@ -111,8 +121,10 @@ const (
 // certificate is used only when it chains to the trust anchors for
 // emailProtection, since plain LDAP can be tampered with on the way; it
 // is not added to the address book. Intermediate CAs come from the user's
-// own identities' chains (colleagues usually share the organisation's CA)
-// until AIA fetching arrives.
+// own identities' chains (colleagues usually share the organisation's CA),
+// the address book's CAs and, unless trust.fetch_issuers is "never", the
+// certificate's AIA caIssuers URLs. The anchors are those of scope
+// encryption.
 func (s *Service) lookupDirectory(ctx context.Context, addr string, ids []keystore.Identity, now time.Time) ([]certbook.Entry, string) {
 	certs, err := s.dir.Lookup(ctx, addr)
 	if err != nil {
@@ -124,21 +136,9 @@ func (s *Service) lookupDirectory(ctx context.Context, addr string, ids []keysto
 		}
 		return nil, ""
 	}
-	roots, rerr := s.roots(ctx)
-	if rerr != nil {
-		return nil, reasonUntrusted
-	}
-	inter := x509.NewCertPool()
-	for _, id := range ids {
-		for _, c := range id.Chain {
-			inter.AddCert(c)
-		}
-	}
 	var entries []certbook.Entry
 	for _, c := range certs {
-		_, verr := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}})
-		if verr == nil {
+		if s.chainsForEncryption(ctx, c, ids, now) {
 			entries = append(entries, certbook.Entry{Certificate: c})
 		}
 	}
@@ -146,13 +146,61 @@ func (s *Service) lookupDirectory(ctx context.Context, addr string, ids []keysto
 		return nil, reasonUntrusted
 	}
 	ok, reason := certbook.Select(entries, addr, now)
+	ok, revReason := s.notRevoked(ctx, ok, ids, now)
+	if len(ok) == 0 && revReason != "" {
+		reason = revReason
+	}
 	return ok, reason
+}
+
+// chainsForEncryption reports whether c chains, for emailProtection, to
+// the anchors of scope encryption.
+func (s *Service) chainsForEncryption(ctx context.Context, c *x509.Certificate, ids []keystore.Identity, now time.Time) bool {
+	roots, err := s.anchors(ctx, certbook.ScopeEncryption)
+	if err != nil {
+		return false
+	}
+	inter := s.issuerPool(ctx)
+	for _, id := range ids {
+		for _, ic := range id.Chain {
+			inter.AddCert(ic)
+		}
+	}
+	verify := func() error {
+		_, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}})
+		return err
+	}
+	err = verify()
+	var ua x509.UnknownAuthorityError
+	if err != nil && errors.As(err, &ua) {
+		// Fetch the missing CAs (composing: allowed), up to three levels.
+		next := c
+		for range 3 {
+			got := s.fetchIssuers(ctx, next)
+			if len(got) == 0 {
+				break
+			}
+			for _, ic := range got {
+				inter.AddCert(ic)
+			}
+			if err = verify(); err == nil || !errors.As(err, &ua) {
+				break
+			}
+			next = got[0]
+		}
+	}
+	return err == nil
 }
 
 // TrustAdd adds trust anchors: PEM or DER certificates (several in one
 // PEM file), or a PKCS #7 bundle. It returns every certificate of the data,
 // now all anchors.
 func (s *Service) TrustAdd(ctx context.Context, data []byte) ([]ipc.Certificate, error) {
+	if !s.cfg.Trust.UserAnchors {
+		return nil, s.fail(ctx, "trust-add", &ipc.Error{Name: ipc.NotAuthorized,
+			Message: "the machine policy does not let users add trust anchors (trust.user_anchors is off); ask your IT department"})
+	}
 	if int64(len(data)) > s.cfg.Limits.MaxMessageBytes {
 		return nil, s.fail(ctx, "trust-add", s.tooLarge())
 	}
@@ -171,17 +219,25 @@ func (s *Service) TrustAdd(ctx context.Context, data []byte) ([]ipc.Certificate,
 	return certInfos(certs), nil
 }
 
-// TrustList lists the user's trust anchors. Unreadable anchor files are
-// logged and left out.
+// TrustList lists the trust anchors in effect besides the system's roots:
+// the user's own (unless the policy turned them off) and the machine's,
+// each with its scope and sources. Unreadable anchor files are logged and
+// left out.
 func (s *Service) TrustList(ctx context.Context) ([]ipc.Certificate, error) {
-	anchors, err := s.book.Anchors(ctx)
+	anchors, err := s.book.TrustAnchors(ctx, s.trustSources())
 	if err != nil {
 		if !isCorruptOnly(err) {
 			return nil, s.fail(ctx, "trust-list", err)
 		}
 		s.logger.Warn("trust anchors: unreadable files skipped", "err", err)
 	}
-	return certInfos(anchors), nil
+	out := make([]ipc.Certificate, 0, len(anchors))
+	for _, a := range anchors {
+		ci := certInfo(a.Certificate)
+		ci.Scope, ci.Sources = a.Scope.Strings(), a.Sources
+		out = append(out, ci)
+	}
+	return out, nil
 }
 
 // TrustRemove removes trust anchors named by SHA-256 fingerprints (hex,
@@ -267,6 +323,7 @@ func (s *Service) CertsAdd(ctx context.Context, data []byte) ([]ipc.Certificate,
 // entriesFrom reads the address-book entries CertsAdd stores from data.
 func (s *Service) entriesFrom(ctx context.Context, data []byte) ([]certbook.Entry, error) {
 	var entries []certbook.Entry
+	var cas []*x509.Certificate // Issuers.Add keeps only the CAs
 	keep := func(c *x509.Certificate) bool { return !c.IsCA && len(certbook.Emails(c)) > 0 }
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) > 0 && (bytes.HasPrefix(trimmed, []byte("-----BEGIN")) || trimmed[0] == 0x30) {
@@ -279,6 +336,7 @@ func (s *Service) entriesFrom(ctx context.Context, data []byte) ([]certbook.Entr
 				entries = append(entries, certbook.Entry{Certificate: c})
 			}
 		}
+		cas = certs
 	} else {
 		// A MIME message: verify it for the signers' capabilities.
 		roots, err := s.roots(ctx)
@@ -304,6 +362,7 @@ func (s *Service) entriesFrom(ctx context.Context, data []byte) ([]certbook.Entr
 				}
 			}
 		}
+		cas = st.Certificates
 		for _, c := range st.Certificates {
 			if keep(c) {
 				e := caps[certbook.Fingerprint(c)]
@@ -314,6 +373,11 @@ func (s *Service) entriesFrom(ctx context.Context, data []byte) ([]certbook.Entr
 	}
 	if len(entries) == 0 {
 		return nil, badInput("no end-entity certificate with an e-mail address in the data")
+	}
+	// The CA certificates that came along complete chains later (they are
+	// not trust anchors).
+	if _, err := s.issuers.Add(ctx, cas); err != nil {
+		s.logger.Warn("intermediates: cannot store", "err", err)
 	}
 	return entries, nil
 }

@@ -120,7 +120,7 @@ func (h *harness) start() {
 	h.t.Helper()
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts := Options{
-		Config: h.cfg, DataDir: h.dataDir, AuditPath: h.auditPath, SpoolDir: filepath.Join(h.dir, "spool"),
+		Config: h.cfg, DataDir: h.dataDir, AuditPath: h.auditPath, SpoolDir: filepath.Join(h.dir, "spool"), CacheDir: filepath.Join(h.dir, "cache"),
 		Env: h.env, Logger: logger, Version: "test", Bus: h.bus,
 	}
 	if h.tokOpts != nil {

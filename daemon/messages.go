@@ -14,6 +14,8 @@ import (
 
 	"github.com/smimed/smimed/daemon/audit"
 	"github.com/smimed/smimed/daemon/certbook"
+	"github.com/smimed/smimed/daemon/config"
+	"github.com/smimed/smimed/daemon/revocation"
 	"github.com/smimed/smimed/ipc"
 	"github.com/smimed/smimed/keystore"
 	"github.com/smimed/smimed/prompt"
@@ -35,6 +37,9 @@ func (s *Service) Sign(ctx context.Context, req ipc.SignRequest, in io.Reader, o
 	}
 	from := address(or(req.From, hdr.from))
 	ident, err := s.signingIdentity(ctx, from, req.Identity)
+	if err == nil {
+		err = s.checkOwnCertificate(ctx, ident, "sign")
+	}
 	if err != nil {
 		return s.fail(ctx, "sign", err)
 	}
@@ -63,13 +68,20 @@ func (s *Service) Sign(ctx context.Context, req ipc.SignRequest, in io.Reader, o
 }
 
 func (s *Service) signOptions(ident keystore.Identity, signer crypto.Signer, opaque bool, ids []keystore.Identity) smime.SignOptions {
+	enc := encryptionCertificate(ids, ident)
+	chain := ident.Chain
+	if enc != nil {
+		// The certificate the preference names travels with the
+		// signature, so that correspondents can learn it.
+		chain = append(slices.Clip(chain), enc)
+	}
 	return smime.SignOptions{
 		Signer:                signer,
 		Certificate:           ident.Certificate,
-		Chain:                 ident.Chain,
+		Chain:                 chain,
 		Hash:                  s.cfg.Crypto.DefaultHash,
 		Opaque:                opaque,
-		EncryptionCertificate: encryptionCertificate(ids, ident),
+		EncryptionCertificate: enc,
 		Capabilities:          capabilities(ident),
 	}
 }
@@ -139,6 +151,9 @@ func (s *Service) Encrypt(ctx context.Context, req ipc.EncryptRequest, in io.Rea
 	}
 	from := address(or(req.From, hdr.from))
 	self, err := s.senderCertificate(ids, from, now)
+	if err == nil {
+		err = s.checkOwnRecipient(ctx, self, ids, now)
+	}
 	if err != nil {
 		return s.fail(ctx, op, err)
 	}
@@ -155,6 +170,9 @@ func (s *Service) Encrypt(ctx context.Context, req ipc.EncryptRequest, in io.Rea
 	}
 
 	ident, err := s.signingIdentity(ctx, from, "")
+	if err == nil {
+		err = s.checkOwnCertificate(ctx, ident, "sign")
+	}
 	if err != nil {
 		return s.fail(ctx, op, err)
 	}
@@ -218,12 +236,20 @@ func (s *Service) Verify(ctx context.Context, req ipc.OpenRequest, in io.Reader,
 }
 
 func (s *Service) open(ctx context.Context, op string, req ipc.OpenRequest, in io.Reader, out io.Writer, decrypt bool) (ipc.MessageStatus, error) {
-	roots, err := s.roots(ctx)
+	roots, err := s.anchors(ctx, certbook.ScopeSigning)
 	if err != nil {
 		return messageStatus(nil), s.fail(ctx, op, err)
 	}
 	msg := newInput(in, s.cfg.Limits.MaxMessageBytes)
-	opts := smime.OpenOptions{Roots: roots, From: req.From, SpoolDir: s.spoolDir}
+	opts := smime.OpenOptions{Roots: roots, Intermediates: s.issuerPool(ctx), From: req.From, SpoolDir: s.spoolDir}
+	if s.revoker.Policy != revocation.Off {
+		opts.CheckRevocation = s.chainRevocation
+	}
+	if s.cfg.Trust.FetchIssuers == config.FetchAlways {
+		// Off by default: fetching a URL named by a certificate in the
+		// message would tell its owner when the mail was read.
+		opts.FetchIssuers = s.fetchIssuers
+	}
 	var hdr msgHeader
 	if decrypt { // for the prompt text
 		if hdr, err = msg.header(); err != nil {
@@ -319,13 +345,17 @@ func (s *Service) learn(ctx context.Context, st *smime.Status, roots *x509.CertP
 		return
 	}
 	now := time.Now()
-	inter := x509.NewCertPool()
+	inter := s.issuerPool(ctx)
 	for _, c := range st.Certificates {
 		inter.AddCert(c)
 	}
 	trusted := func(c *x509.Certificate) bool {
-		_, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+		chains, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}})
+		if err == nil && len(chains[0]) > 2 {
+			// Keep the intermediates the message brought (not the anchor).
+			s.learnIssuers(ctx, st.Certificates, chains[0][1:len(chains[0])-1])
+		}
 		return err == nil
 	}
 	var adds []certbook.Entry
@@ -350,6 +380,7 @@ func (s *Service) learn(ctx context.Context, st *smime.Status, roots *x509.CertP
 				e.PreferredAt = when
 			}
 			adds = append(adds, e)
+			trusted(sr.Certificate) // for its intermediates
 			if p := sr.EncryptionKeyPreference; p != nil && !p.Matches(sr.Certificate) {
 				for _, c := range st.Certificates {
 					if p.Matches(c) && sharesEmail(c, sr.Certificate) && trusted(c) {
@@ -421,10 +452,19 @@ func messageStatus(st *smime.Status) ipc.MessageStatus {
 	for _, l := range st.Layers {
 		il := ipc.Layer{Type: l.Type, Form: l.Form, Cipher: l.Cipher, Error: l.Error}
 		for _, sr := range l.Signers {
-			r := ipc.SignerResult{Outcome: sr.Outcome, Reason: sr.Reason, Email: sr.Email, Subject: sr.Subject,
-				SHA256: sr.SHA256, Hash: sr.Hash, Algorithm: sr.Algorithm}
+			r := ipc.SignerResult{Outcome: sr.Outcome, OutcomeNow: sr.OutcomeNow, Reason: sr.Reason, Email: sr.Email,
+				Subject: sr.Subject, SHA256: sr.SHA256, Hash: sr.Hash, Algorithm: sr.Algorithm, TimeStampAuthority: sr.TimeStampAuthority}
 			if !sr.SigningTime.IsZero() {
 				r.SigningTime = sr.SigningTime.UTC().Format(time.RFC3339)
+			}
+			if !sr.TrustedTime.IsZero() {
+				r.TrustedTime = sr.TrustedTime.UTC().Format(time.RFC3339)
+			}
+			if rv := sr.Revocation; rv != nil {
+				r.Revocation = &ipc.RevocationResult{Status: rv.Status, Reason: rv.Reason, Detail: rv.Detail}
+				if !rv.RevokedAt.IsZero() {
+					r.Revocation.RevokedAt = rv.RevokedAt.UTC().Format(time.RFC3339)
+				}
 			}
 			il.Signers = append(il.Signers, r)
 		}

@@ -28,10 +28,12 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/smimed/smimed/daemon/aia"
 	"github.com/smimed/smimed/daemon/audit"
 	"github.com/smimed/smimed/daemon/certbook"
 	"github.com/smimed/smimed/daemon/config"
 	"github.com/smimed/smimed/daemon/directory"
+	"github.com/smimed/smimed/daemon/revocation"
 	"github.com/smimed/smimed/ipc"
 	"github.com/smimed/smimed/keystore"
 	"github.com/smimed/smimed/prompt"
@@ -70,6 +72,9 @@ type Options struct {
 	// $XDG_RUNTIME_DIR/smimed when XDG_RUNTIME_DIR is set, else the
 	// system's temporary directory.
 	SpoolDir string
+	// CacheDir holds what may be lost: fetched CRLs and intermediate CA
+	// certificates; $XDG_CACHE_HOME/smimed when empty.
+	CacheDir string
 	// Env is the session environment the pinentry runs with (DISPLAY,
 	// SMIMED_PINENTRY, PATH, ...); os.Environ() when nil.
 	Env []string
@@ -92,6 +97,9 @@ type Service struct {
 	store    *keystore.Store
 	tokens   *tokens.Manager // nil when tokens.enabled is false
 	book     *certbook.Book
+	issuers  *certbook.Issuers    // intermediate CAs learnt or fetched
+	revoker  *revocation.Checker  // OCSP and CRL checks, per revocation.policy
+	aia      *aia.Fetcher         // AIA caIssuers fetching, per trust.fetch_issuers
 	dir      *directory.Directory // nil when no LDAP directory is configured
 	audit    *audit.Log
 	logger   *slog.Logger
@@ -177,11 +185,16 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	}
 	var dir *directory.Directory
 	if len(cfg.Directory.LDAP) > 0 {
-		// Anonymous binds for now: simple-bind passwords will come from the
-		// key store, never from the config file.
-		if dir, err = directory.New(directory.Options{Servers: cfg.Directory.LDAP}); err != nil {
+		// Anonymous binds, or simple binds as the URL's bindname with the
+		// password from the key store, never from the config file.
+		if dir, err = directory.New(directory.Options{Servers: cfg.Directory.LDAP,
+			Credentials: directoryCredentials(store, logger)}); err != nil {
 			return nil, fmt.Errorf("daemon: directory: %w", err)
 		}
+	}
+	issuers, revoker, fetcher, err := openCertServices(cfg, opts.CacheDir)
+	if err != nil {
+		return nil, err
 	}
 	auditLog, err := audit.Open(audit.Options{Path: opts.AuditPath, Syslog: cfg.Audit.Syslog, Logger: logger})
 	if err != nil {
@@ -218,6 +231,9 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		store:    store,
 		tokens:   toks,
 		book:     book,
+		issuers:  issuers,
+		revoker:  revoker,
+		aia:      fetcher,
 		dir:      dir,
 		audit:    auditLog,
 		logger:   logger,

@@ -132,14 +132,33 @@ type Layer struct {
 
 // SignerResult is one signer's outcome with its reason.
 type SignerResult struct {
-	Outcome     string `json:"outcome"`
+	// Outcome is judged at the trusted signing time when there is one
+	// (TrustedTime), else now.
+	Outcome string `json:"outcome"`
+	// OutcomeNow is the outcome judged now, when it differs from Outcome.
+	OutcomeNow  string `json:"outcome_now,omitempty"`
 	Reason      string `json:"reason"`
 	Email       string `json:"email"`
 	Subject     string `json:"subject"`
 	SHA256      string `json:"sha256"`
-	SigningTime string `json:"signing_time,omitempty"`
-	Hash        string `json:"hash,omitempty"`
-	Algorithm   string `json:"algorithm,omitempty"`
+	SigningTime string `json:"signing_time,omitempty"` // as the sender's clock claims (RFC 3339)
+	// TrustedTime is the signing time a verified RFC 3161 time-stamp token
+	// proves (RFC 3339), and TimeStampAuthority who stamped it.
+	TrustedTime        string `json:"trusted_time,omitempty"`
+	TimeStampAuthority string `json:"tsa,omitempty"`
+	Hash               string `json:"hash,omitempty"`
+	Algorithm          string `json:"algorithm,omitempty"`
+	// Revocation is the signer's certificate chain's revocation status,
+	// when it was checked.
+	Revocation *RevocationResult `json:"revocation,omitempty"`
+}
+
+// RevocationResult is a revocation check's outcome.
+type RevocationResult struct {
+	Status    string `json:"status"` // good, revoked, unknown, not-checked
+	RevokedAt string `json:"revoked_at,omitempty"`
+	Reason    string `json:"reason,omitempty"` // RFC 5280 CRLReason name
+	Detail    string `json:"detail,omitempty"` // which source answered, or why unknown
 }
 
 // DaemonStatus is `smimectl status`.
@@ -187,6 +206,11 @@ type Certificate struct {
 	NotBefore string   `json:"not_before"`
 	NotAfter  string   `json:"not_after"`
 	PEM       string   `json:"pem,omitempty"`
+	// Scope and Sources describe a trust anchor (TrustList): what it
+	// vouches for ("signing", "encryption") and where it comes from
+	// ("user", "policy").
+	Scope   []string `json:"scope,omitempty"`
+	Sources []string `json:"sources,omitempty"`
 }
 
 // CertLookup is the answer for one address.

@@ -193,7 +193,7 @@ func Encrypt(ctx context.Context, dst io.Writer, msg io.Reader, opts EncryptOpti
 // the signature is hidden inside, RFC 8551 section 3.7).
 func SignAndEncrypt(ctx context.Context, dst io.Writer, msg io.Reader, s SignOptions, e EncryptOptions) error {
 	e = withSender(e, &s)
-	co, err := s.cmsOptions()
+	co, err := s.cmsOptions(ctx)
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func SignAndEncrypt(ctx context.Context, dst io.Writer, msg io.Reader, s SignOpt
 // order, used by gateways that sign what they relay).
 func EncryptAndSign(ctx context.Context, dst io.Writer, msg io.Reader, s SignOptions, e EncryptOptions) error {
 	e = withSender(e, &s)
-	co, err := s.cmsOptions()
+	co, err := s.cmsOptions(ctx)
 	if err != nil {
 		return err
 	}

@@ -55,6 +55,24 @@ type OpenOptions struct {
 	MaxLayers int
 	// MaxHeaderBytes bounds each header section; 1 MiB when 0.
 	MaxHeaderBytes int
+	// CheckRevocation, when not nil, checks the revocation of a signer's
+	// verified chain (leaf first, ending with the trust anchor). It is
+	// called once per signer whose signature is intact, not weak and
+	// whose chain verified (outcome good or email-mismatch, judged at the
+	// signer's trusted time or now), and never for expired, untrusted, bad
+	// or weak signers. Its result is SignerResult.Revocation and can make
+	// the outcome revoked (or untrusted, for an unknown status with
+	// Fails). Nil means no revocation checking. It may be called from
+	// several goroutines at once.
+	CheckRevocation func(ctx context.Context, chain []*x509.Certificate) Revocation
+	// FetchIssuers, when not nil, is asked for the issuers of cert when
+	// a signer's chain cannot be built for want of an issuer
+	// (x509.UnknownAuthorityError): first for the signer's certificate,
+	// then, as fetched intermediates arrive, for up to three more levels.
+	// What it returns is added to the intermediates and the chain is
+	// built again; the trust anchors still come from Roots only. Nil means
+	// no fetching. It may be called from several goroutines at once.
+	FetchIssuers func(ctx context.Context, cert *x509.Certificate) []*x509.Certificate
 }
 
 // Open processes every S/MIME layer of the message read from msg, from the
@@ -344,15 +362,19 @@ func (o *opener) detached(l *layerState, h *header, params map[string]string, br
 		return nil
 	}
 	for _, si := range sd.Signers {
-		res := o.evalSigner(si, sd, canon, raw)
 		if !sd.Detached {
 			e := embedded[si.Hash]
 			if e == nil || (!equalBytes(e, canon[si.Hash]) && (raw == nil || !equalBytes(e, raw[si.Hash]))) {
+				// Bad whatever else holds: no time-stamp or revocation
+				// check is worth making.
+				res := signerBase(si, sd)
 				res.Outcome = OutcomeBad
 				res.Reason = "the detached part and the content embedded in the signature differ (the message was re-wrapped)"
+				l.Signers = append(l.Signers, res)
+				continue
 			}
 		}
-		l.Signers = append(l.Signers, res)
+		l.Signers = append(l.Signers, o.evalSigner(o.ctx, si, sd, canon, raw))
 	}
 	return nil
 }
@@ -477,7 +499,7 @@ func (o *opener) opaque(l *layerState, body io.Reader, pw *io.PipeWriter) error 
 		return badf("signed-data without content outside multipart/signed")
 	}
 	for _, si := range sd.Signers {
-		l.Signers = append(l.Signers, o.evalSigner(si, sd, digests, nil))
+		l.Signers = append(l.Signers, o.evalSigner(o.ctx, si, sd, digests, nil))
 	}
 	return nil
 }
@@ -569,7 +591,7 @@ func describeRecipient(r cms.RecipientInfo) string {
 func (o *opener) status(err error) *Status {
 	st := &Status{
 		Signature:  OutcomeNone,
-		Revocation: "not-checked",
+		Revocation: RevocationNotChecked,
 		Decryption: DecryptionNone,
 		Layers:     []Layer{},
 	}
@@ -606,6 +628,9 @@ func (o *opener) status(err error) *Status {
 				}
 			}
 			st.Signature = pick.Outcome
+			if r := pick.Revocation; r != nil && r.Status != "" {
+				st.Revocation = r.Status
+			}
 			if pick.Certificate != nil {
 				st.Signer = &SignerIdentity{Email: pick.Email, Subject: pick.Subject, SHA256: pick.SHA256}
 			}

@@ -254,7 +254,7 @@ func fingerprint(c *x509.Certificate) string {
 // content of its own (a re-wrapped opaque message).
 func TestRewrapped(t *testing.T) {
 	f := getFixture(t)
-	co, err := (&SignOptions{Signer: f.alice.Key, Certificate: f.alice.Cert, Chain: f.alice.Chain}).cmsOptions()
+	co, err := (&SignOptions{Signer: f.alice.Key, Certificate: f.alice.Cert, Chain: f.alice.Chain}).cmsOptions(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

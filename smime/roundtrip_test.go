@@ -390,7 +390,7 @@ func TestLFStoredMessagesVerify(t *testing.T) {
 // reason says only the raw bytes matched.
 func TestRawOnlyDigest(t *testing.T) {
 	f := getFixture(t)
-	co, err := (&SignOptions{Signer: f.alice.Key, Certificate: f.alice.Cert, Chain: f.alice.Chain}).cmsOptions()
+	co, err := (&SignOptions{Signer: f.alice.Key, Certificate: f.alice.Cert, Chain: f.alice.Chain}).cmsOptions(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

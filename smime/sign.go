@@ -41,11 +41,20 @@ type SignOptions struct {
 	// Rand is the randomness for PSS and ECDSA signatures; crypto/rand when
 	// nil. MIME boundaries always come from crypto/rand.
 	Rand io.Reader
+	// TimeStamp, when not nil, is called with the signature value once it
+	// is made, with the context of the Sign call; it returns an RFC 3161
+	// time-stamp token over that value (the DER ContentInfo a TSA answers
+	// with, e.g. `openssl ts -reply -token_out`), which is added to the
+	// signer as the unsigned attribute id-aa-signatureTimeStampToken.
+	// Readers then judge the signature at the time the TSA attests
+	// (SignerResult.TrustedTime). An error, or a token that does not cover
+	// the signature value, fails Sign.
+	TimeStamp func(ctx context.Context, signature []byte) (token []byte, err error)
 }
 
 // cmsOptions checks o and turns it into the cms package's options, with the
-// two S/MIME signed attributes added.
-func (o *SignOptions) cmsOptions() (cms.SignOptions, error) {
+// two S/MIME signed attributes added; ctx goes to the TimeStamp hook.
+func (o *SignOptions) cmsOptions(ctx context.Context) (cms.SignOptions, error) {
 	if o.Signer == nil {
 		return cms.SignOptions{}, errors.New("smime: SignOptions.Signer is nil")
 	}
@@ -77,7 +86,7 @@ func (o *SignOptions) cmsOptions() (cms.SignOptions, error) {
 	if err != nil {
 		return cms.SignOptions{}, fmt.Errorf("smime: encryption key preference: %w", err)
 	}
-	return cms.SignOptions{
+	co := cms.SignOptions{
 		Signer:      o.Signer,
 		Certificate: o.Certificate,
 		Chain:       o.Chain,
@@ -85,7 +94,16 @@ func (o *SignOptions) cmsOptions() (cms.SignOptions, error) {
 		PSS:         o.PSS,
 		Attributes:  []cms.Attribute{capAttr, prefAttr},
 		Rand:        o.Rand,
-	}, nil
+	}
+	if stamp := o.TimeStamp; stamp != nil {
+		co.TimeStamp = func(sig []byte) ([]byte, error) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return stamp(ctx, sig)
+		}
+	}
+	return co, nil
 }
 
 // Sign signs the RFC 5322 message (or bare MIME entity) read from msg and
@@ -101,7 +119,7 @@ func (o *SignOptions) cmsOptions() (cms.SignOptions, error) {
 // Memory use does not depend on the message's size. On error, discard what
 // was written to dst.
 func Sign(ctx context.Context, dst io.Writer, msg io.Reader, opts SignOptions) error {
-	co, err := opts.cmsOptions()
+	co, err := opts.cmsOptions(ctx)
 	if err != nil {
 		return err
 	}

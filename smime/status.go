@@ -23,8 +23,12 @@ const (
 	// OutcomeUntrusted: no chain to a trust anchor, or the certificate is
 	// not meant for signing mail (key usage, extended key usage).
 	OutcomeUntrusted = "untrusted"
-	// OutcomeRevoked is reserved for revocation checking, which this
-	// package does not do yet.
+	// OutcomeRevoked: OpenOptions.CheckRevocation found the signer's
+	// certificate (or a certificate of its chain) revoked. A signature
+	// time-stamped before a revocation for a benign reason (superseded,
+	// affiliationChanged, cessationOfOperation, privilegeWithdrawn) keeps
+	// the outcome it had when it was made, and SignerResult.OutcomeNow says
+	// "revoked".
 	OutcomeRevoked = "revoked"
 	// OutcomeEmailMismatch: a good signature whose certificate does not
 	// name the message's From address.
@@ -66,7 +70,10 @@ type Status struct {
 	Signature string `json:"signature"`
 	// Signer is the signer the summary is about.
 	Signer *SignerIdentity `json:"signer,omitempty"`
-	// Revocation is "not-checked": revocation checking arrives later.
+	// Revocation is the revocation status ("good", "revoked", "unknown")
+	// of the signer the summary is about, "not-checked" when it was not
+	// checked (no OpenOptions.CheckRevocation, or a signer whose outcome
+	// was already expired, untrusted, bad or weak).
 	Revocation string `json:"revocation"`
 	// Decryption is "ok", "no-key", "failed" or "none" (not encrypted);
 	// with several enveloped layers, the first that was not "ok".
@@ -134,4 +141,53 @@ type SignerResult struct {
 	EncryptionKeyPreference *cms.KeyPreference `json:"-"`
 	// Certificate is the signer's certificate, nil when not found.
 	Certificate *x509.Certificate `json:"-"`
+	// TrustedTime is the time a verified RFC 3161 time-stamp token (from a
+	// TSA chaining to OpenOptions.Roots) proves the signature existed at;
+	// zero without one. Outcome is then judged at this time. The
+	// signingTime attribute is never a trusted time.
+	TrustedTime time.Time `json:"trusted_time,omitzero"`
+	// TimeStampAuthority names the TSA that vouches for TrustedTime.
+	TimeStampAuthority string `json:"tsa,omitempty"`
+	// TimeStamp is the verified time-stamp token, nil without one.
+	TimeStamp *cms.TimeStamp `json:"-"`
+	// OutcomeNow is the outcome judged at the present time (OpenOptions.Now),
+	// set only when a trusted time exists and the two differ: e.g. "good"
+	// when signed, "expired" now.
+	OutcomeNow string `json:"outcome_now,omitempty"`
+	// Revocation is what OpenOptions.CheckRevocation found for the
+	// signer's chain; nil when it was not called.
+	Revocation *Revocation `json:"revocation,omitempty"`
+}
+
+// Revocation statuses, in Revocation.Status and Status.Revocation.
+const (
+	// RevocationGood: a source (OCSP responder, CRL) said the chain is
+	// not revoked.
+	RevocationGood = "good"
+	// RevocationRevoked: a certificate of the chain is revoked.
+	RevocationRevoked = "revoked"
+	// RevocationUnknown: no source could answer; Revocation.Detail says
+	// why.
+	RevocationUnknown = "unknown"
+	// RevocationNotChecked: revocation was not checked.
+	RevocationNotChecked = "not-checked"
+)
+
+// Revocation is what a revocation check found for a signer's certificate
+// chain.
+type Revocation struct {
+	// Status is "good", "revoked", "unknown" or "not-checked" (the
+	// Revocation constants); an empty Status counts as "not-checked".
+	Status string `json:"status"`
+	// RevokedAt is when the certificate was revoked (status revoked).
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// Reason is the RFC 5280 CRLReason name ("keyCompromise",
+	// "superseded", ...) of a revocation; empty when none was given.
+	Reason string `json:"reason,omitempty"`
+	// Detail says why the status is unknown, or which source answered.
+	Detail string `json:"detail,omitempty"`
+	// Fails says that the caller's policy treats this result as a
+	// failure: a revoked certificate always fails; an unknown status makes
+	// the signer untrusted only when Fails is set (hard-fail).
+	Fails bool `json:"-"`
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -116,7 +117,17 @@ func printCertificates(w io.Writer, certs []ipc.Certificate) {
 		fmt.Fprintln(w, "no certificates")
 		return
 	}
+	anchors := slices.ContainsFunc(certs, func(c ipc.Certificate) bool { return len(c.Scope) > 0 })
 	tw := table(w)
+	if anchors {
+		fmt.Fprintln(tw, "SHA256\tSCOPE\tFROM\tEXPIRES\tSUBJECT")
+		for _, c := range certs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", short(c.SHA256), orDash(strings.Join(c.Scope, "+")),
+				orDash(strings.Join(c.Sources, "+")), date(c.NotAfter), orDash(c.Subject))
+		}
+		tw.Flush()
+		return
+	}
 	fmt.Fprintln(tw, "SHA256\tEMAIL\tEXPIRES\tSUBJECT\tISSUER")
 	for _, c := range certs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", short(c.SHA256), orDash(strings.Join(c.Emails, ",")),

@@ -28,3 +28,28 @@ func TestIssueVerifiesToRoot(t *testing.T) {
 		})
 	}
 }
+
+func TestIssueTSA(t *testing.T) {
+	p := New(t)
+	id := p.IssueTSA(t, TSAOptions{Key: P256})
+	if len(id.Cert.ExtKeyUsage) != 1 || id.Cert.ExtKeyUsage[0] != x509.ExtKeyUsageTimeStamping {
+		t.Fatalf("extended key usage %v", id.Cert.ExtKeyUsage)
+	}
+	critical := false
+	for _, e := range id.Cert.Extensions {
+		if e.Id.Equal(oidExtKeyUsage) {
+			critical = e.Critical
+		}
+	}
+	if !critical {
+		t.Fatal("extended key usage is not critical")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range id.Chain {
+		inter.AddCert(c)
+	}
+	if _, err := id.Cert.Verify(x509.VerifyOptions{Roots: p.Roots(), Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageTimeStamping}}); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+}

@@ -33,6 +33,7 @@ func daemonBench(ctx context.Context, benchtime string) ([]daemonRow, string, er
 		{"./tests/e2e", "TokenSign", "50x"},       // a PIN prompt and a SoftHSM signature a run
 		{"./daemon/directory", "Lookup", benchtime},
 		{"./daemon/revocation", "Check", benchtime},
+		{"./daemon", "VerifyRevocation", benchtime},
 	} {
 		cmd := exec.CommandContext(ctx, "go", "test", g.pkg, "-run", "^$", "-bench", g.pattern,
 			"-benchtime", g.benchtime, "-count", "1")
@@ -84,7 +85,9 @@ func daemonReport(rows []daemonRow, benchErr error, benchtime string) string {
 	p("key through the daemon (PIN from the test pinentry) vs `pkcs11-tool --sign`. Lookup: a recipient's certificate\n")
 	p("from a real slapd on loopback (`go test ./daemon/directory -bench Lookup`), cold (no cache) and warm.\n")
 	p("Check: a revocation check against a real `openssl ocsp` responder and a CRL served on loopback\n")
-	p("(`go test ./daemon/revocation -bench Check`), cold and warm cache.\n\n")
+	p("(`go test ./daemon/revocation -bench Check`), cold and warm cache. VerifyRevocation: the daemon's Verify of a\n")
+	p("message signed by `openssl cms -sign` (P-256, intermediate in the message) with revocation off, with a cold cache\n")
+	p("(an OCSP request to a real `openssl ocsp` on loopback per message) and a warm one (`go test ./daemon -bench VerifyRevocation`).\n\n")
 	if benchErr != nil {
 		p("**FAILED:** %s\n\n", mdEscape(benchErr.Error()))
 		return w.String()

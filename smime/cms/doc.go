@@ -17,8 +17,15 @@
 // that a caller can tell a weak signature (SignerInfo.Weakness) from a bad
 // one.
 //
-// The package does not build or check certificate chains, and knows
-// nothing of MIME; those belong to its callers. Every error about a
+// RFC 3161 time-stamp tokens ride in a SignerInfo as the unsigned attribute
+// id-aa-signatureTimeStampToken: SignOptions.TimeStamp adds one,
+// SignerInfo.TimeStampToken exposes it, and VerifyTimeStamp checks it over
+// the signature value (imprint, the TSA's signature, id-kp-timeStamping, and
+// the TSA's chain at the attested time) and returns that time.
+//
+// Apart from the TSA's chain in VerifyTimeStamp, the package does not build
+// or check certificate chains, and knows nothing of MIME; those belong to
+// its callers. Every error about a
 // message wraps exactly one of the sentinel errors (ErrMalformed,
 // ErrUnsupported, ErrDigestMismatch, ErrSignature, ...) with a reason.
 package cms

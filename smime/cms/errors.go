@@ -26,6 +26,19 @@ var (
 	// ErrSignature: the signature value does not verify with the signer's
 	// public key.
 	ErrSignature = errors.New("cms: signature does not verify")
+	// ErrImprintMismatch: a time-stamp token's messageImprint is not the
+	// hash of the signature value it is attached to (it time-stamps
+	// something else).
+	ErrImprintMismatch = errors.New("cms: time-stamp token covers other data")
+	// ErrTimeStampUntrusted: a time-stamp token verifies, but its signer is
+	// not a trusted time-stamping authority at the token's time (no chain
+	// to the roots, no id-kp-timeStamping extended key usage, a
+	// certificate the token does not name, a time in the future).
+	ErrTimeStampUntrusted = errors.New("cms: time-stamping authority not trusted")
+	// ErrWeakAlgorithm: a time-stamp token uses MD5 or SHA-1 (imprint or
+	// signature) or an RSA key under 2048 bits. Unlike a weak message
+	// signature, which Weakness reports, a weak time-stamp is refused.
+	ErrWeakAlgorithm = errors.New("cms: weak algorithm refused")
 )
 
 // malformed wraps ErrMalformed with the structure and reason.

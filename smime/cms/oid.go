@@ -50,6 +50,13 @@ var (
 	// S/MIME attributes (RFC 8551 sections 2.5.2 and 2.5.3).
 	oidSMIMECapabilities       = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 15}
 	oidEncryptionKeyPreference = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 11}
+
+	// Time-stamping (RFC 3161, RFC 2634, RFC 5035).
+	oidTSTInfo              = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 4}
+	oidTimeStampToken       = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 14}
+	oidSigningCertificate   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 12}
+	oidSigningCertificateV2 = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 47}
+	oidExtKeyUsage          = asn1.ObjectIdentifier{2, 5, 29, 37}
 )
 
 // hashOIDs maps the digest algorithms this package recognises to their
@@ -120,6 +127,8 @@ func contentTypeName(oid asn1.ObjectIdentifier) string {
 		return "envelopedData"
 	case oid.Equal(oidAuthEnvelopedData):
 		return "authEnvelopedData"
+	case oid.Equal(oidTSTInfo):
+		return "TSTInfo"
 	}
 	return oid.String()
 }

@@ -50,6 +50,14 @@ type SignOptions struct {
 	SubjectKeyID bool
 	// Rand is the randomness for PSS and ECDSA; crypto/rand when nil.
 	Rand io.Reader
+	// TimeStamp, when not nil, is called once with the signature value
+	// after signing; it returns an RFC 3161 time-stamp token (the DER
+	// ContentInfo a TSA answers with) over that value, which goes into the
+	// SignerInfo as the unsigned attribute id-aa-signatureTimeStampToken.
+	// A token that does not parse as one, or whose message imprint is not
+	// the signature value's hash, fails signing, as does an error from
+	// TimeStamp. The TSA's signature and certificate are not checked here.
+	TimeStamp func(signature []byte) ([]byte, error)
 }
 
 // sigKind is a signature scheme.
@@ -75,6 +83,7 @@ type signerCore struct {
 	signingTime time.Time
 	extra       []Attribute
 	rand        io.Reader
+	timeStamp   func(signature []byte) ([]byte, error)
 	used        bool
 }
 
@@ -95,6 +104,7 @@ func newSignerCore(opts SignOptions) (*signerCore, error) {
 		hash:        opts.Hash,
 		signingTime: opts.SigningTime,
 		rand:        opts.Rand,
+		timeStamp:   opts.TimeStamp,
 		version:     1,
 	}
 	for i, ch := range c.chain {
@@ -290,6 +300,24 @@ func (c *signerCore) signerInfo(contentDigest []byte) ([]byte, error) {
 		return nil, fmt.Errorf("cms: the signer produced a signature that does not verify: %w", err)
 	}
 
+	var unsigned []byte
+	if c.timeStamp != nil {
+		token, err := c.timeStamp(bytes.Clone(sig))
+		if err != nil {
+			return nil, fmt.Errorf("cms: time-stamp: %w", err)
+		}
+		if len(token) == 0 {
+			return nil, errNoTimeStamp
+		}
+		attr, err := timeStampAttribute(token, sig)
+		if err != nil {
+			return nil, err
+		}
+		if unsigned, err = marshalAttributeSet([]Attribute{attr}, cbasn1.Tag(1).Constructed().ContextSpecific()); err != nil {
+			return nil, err
+		}
+	}
+
 	var b cryptobyte.Builder
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1Int64(c.version)
@@ -298,8 +326,18 @@ func (c *signerCore) signerInfo(contentDigest []byte) ([]byte, error) {
 		b.AddBytes(field)
 		b.AddBytes(c.sigAlg)
 		b.AddASN1OctetString(sig)
+		if unsigned != nil {
+			b.AddBytes(unsigned)
+		}
 	})
-	return b.Bytes()
+	si, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	if len(si) > maxSignerInfoSize {
+		return nil, fmt.Errorf("cms: SignerInfo of %d bytes (with its time-stamp token) exceeds %d", len(si), maxSignerInfoSize)
+	}
+	return si, nil
 }
 
 // certificatesField encodes certificates [0] IMPLICIT CertificateSet with

@@ -91,6 +91,12 @@ type SignerInfo struct {
 	// EncryptionKeyPreference is the SMIMEEncryptionKeyPreference
 	// attribute, nil if absent or undecodable.
 	EncryptionKeyPreference *KeyPreference
+	// TimeStampToken is the first value of the unsigned attribute
+	// id-aa-signatureTimeStampToken (RFC 3161 appendix A): a DER
+	// ContentInfo in which a time-stamping authority signs the hash of
+	// Signature and a time. Nil when absent; further tokens are ignored.
+	// It is not checked when parsing: see VerifyTimeStamp.
+	TimeStampToken []byte
 
 	contentType asn1.ObjectIdentifier // contentType attribute, nil if absent
 	sigKind     sigKind
@@ -687,6 +693,12 @@ func parseSignerInfo(der []byte) (*SignerInfo, error) {
 		var err error
 		if si.UnsignedAttrs, err = parseAttributeSet("SignerInfo unsignedAttrs", body); err != nil {
 			return nil, err
+		}
+		for _, a := range si.UnsignedAttrs {
+			if a.Type.Equal(oidTimeStampToken) {
+				si.TimeStampToken = a.Values[0]
+				break
+			}
 		}
 	}
 	if !seq.Empty() {
