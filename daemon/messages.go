@@ -241,7 +241,8 @@ func (s *Service) open(ctx context.Context, op string, req ipc.OpenRequest, in i
 		return messageStatus(nil), s.fail(ctx, op, err)
 	}
 	msg := newInput(in, s.cfg.Limits.MaxMessageBytes)
-	opts := smime.OpenOptions{Roots: roots, Intermediates: s.issuerPool(ctx), From: req.From, SpoolDir: s.spoolDir}
+	known := s.issuerPool(ctx)
+	opts := smime.OpenOptions{Roots: roots, Intermediates: known, From: req.From, SpoolDir: s.spoolDir}
 	if s.revoker.Policy != revocation.Off {
 		opts.CheckRevocation = s.chainRevocation
 	}
@@ -300,7 +301,7 @@ func (s *Service) open(ctx context.Context, op string, req ipc.OpenRequest, in i
 		s.record(ctx, audit.OpDecrypt, &id, msg, err)
 	}
 	mu.Unlock()
-	s.learn(ctx, st, roots)
+	s.learn(ctx, st, roots, known)
 
 	status := messageStatus(st)
 	if errors.Is(err, smime.ErrNotSMIME) {
@@ -340,21 +341,23 @@ func (s *Service) open(ctx context.Context, op string, req ipc.OpenRequest, in i
 // certs-only message, every end-entity certificate with an address that
 // chains to the trust anchors. Untrusted certificates are never added
 // automatically: the user adds them with CertsAdd.
-func (s *Service) learn(ctx context.Context, st *smime.Status, roots *x509.CertPool) {
+func (s *Service) learn(ctx context.Context, st *smime.Status, roots, known *x509.CertPool) {
 	if st == nil {
 		return
 	}
 	now := time.Now()
-	inter := s.issuerPool(ctx)
-	for _, c := range st.Certificates {
-		inter.AddCert(c)
-	}
+	var inter *x509.CertPool // built only when a certificate needs a chain check
 	trusted := func(c *x509.Certificate) bool {
+		if inter == nil {
+			inter = known.Clone()
+			for _, mc := range st.Certificates {
+				inter.AddCert(mc)
+			}
+		}
 		chains, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}})
-		if err == nil && len(chains[0]) > 2 {
-			// Keep the intermediates the message brought (not the anchor).
-			s.learnIssuers(ctx, st.Certificates, chains[0][1:len(chains[0])-1])
+		if err == nil {
+			s.learnIssuers(ctx, st.Certificates, chains[0])
 		}
 		return err == nil
 	}
@@ -380,7 +383,7 @@ func (s *Service) learn(ctx context.Context, st *smime.Status, roots *x509.CertP
 				e.PreferredAt = when
 			}
 			adds = append(adds, e)
-			trusted(sr.Certificate) // for its intermediates
+			s.learnIssuers(ctx, st.Certificates, sr.Chain) // the engine verified it
 			if p := sr.EncryptionKeyPreference; p != nil && !p.Matches(sr.Certificate) {
 				for _, c := range st.Certificates {
 					if p.Matches(c) && sharesEmail(c, sr.Certificate) && trusted(c) {

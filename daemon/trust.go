@@ -101,11 +101,14 @@ func (s *Service) fetchIssuers(ctx context.Context, cert *x509.Certificate) []*x
 	return got
 }
 
-// learnIssuers keeps the CA certificates of a verified signer's chain that
-// came with the message.
+// learnIssuers keeps the intermediate CA certificates of a verified chain
+// (leaf first, anchor last) that came with the message.
 func (s *Service) learnIssuers(ctx context.Context, msgCerts []*x509.Certificate, chain []*x509.Certificate) {
+	if len(chain) <= 2 {
+		return // no intermediate
+	}
 	var keep []*x509.Certificate
-	for _, c := range chain {
+	for _, c := range chain[1 : len(chain)-1] {
 		if c.IsCA && slices.ContainsFunc(msgCerts, c.Equal) {
 			keep = append(keep, c)
 		}

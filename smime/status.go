@@ -141,6 +141,10 @@ type SignerResult struct {
 	EncryptionKeyPreference *cms.KeyPreference `json:"-"`
 	// Certificate is the signer's certificate, nil when not found.
 	Certificate *x509.Certificate `json:"-"`
+	// Chain is the verified chain, leaf first and trust anchor last, when
+	// the outcome is good or email-mismatch (or the signature was judged
+	// at its trusted time with a chain that verified then); nil otherwise.
+	Chain []*x509.Certificate `json:"-"`
 	// TrustedTime is the time a verified RFC 3161 time-stamp token (from a
 	// TSA chaining to OpenOptions.Roots) proves the signature existed at;
 	// zero without one. Outcome is then judged at this time. The

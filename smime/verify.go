@@ -186,6 +186,7 @@ func (o *opener) evalSigner(ctx context.Context, si *cms.SignerInfo, sd *cms.Sig
 	case now.eligible():
 		chain = now.chain
 	}
+	res.Chain = chain
 	if chain != nil && o.opts.CheckRevocation != nil {
 		r := o.opts.CheckRevocation(ctx, chain)
 		if r.Status == "" {

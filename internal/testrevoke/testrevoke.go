@@ -385,3 +385,12 @@ func (p *PKI) Sign(tb testing.TB, name string, msg []byte) []byte {
 	}
 	return out.Bytes()
 }
+
+// Revoke revokes the leaf named name now, with reason, and publishes a new
+// CRL. The OCSP responder read the CA's index when it started, so only
+// CRLOnly leaves see a revocation made after Start.
+func (p *PKI) Revoke(tb testing.TB, name, reason string) {
+	tb.Helper()
+	p.sh(tb, fmt.Sprintf("openssl ca -config openssl.cnf -revoke %s.pem -crl_reason %s && "+
+		"openssl ca -config openssl.cnf -gencrl -out ca.crl.pem && openssl crl -in ca.crl.pem -outform DER -out ca.crl", name, reason))
+}
