@@ -78,6 +78,7 @@ package aia
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -231,34 +232,6 @@ func (f *Fetcher) now() time.Time {
 	return time.Now()
 }
 
-func (f *Fetcher) timeout() time.Duration {
-	if f.Timeout > 0 {
-		return f.Timeout
-	}
-	return DefaultTimeout
-}
-
-func (f *Fetcher) maxSize() int64 {
-	if f.MaxSize > 0 {
-		return f.MaxSize
-	}
-	return DefaultMaxSize
-}
-
-func (f *Fetcher) ttl() time.Duration {
-	if f.TTL > 0 {
-		return f.TTL
-	}
-	return DefaultTTL
-}
-
-func (f *Fetcher) negativeTTL() time.Duration {
-	if f.NegativeTTL > 0 {
-		return f.NegativeTTL
-	}
-	return DefaultNegativeTTL
-}
-
 func (f *Fetcher) httpClient() *http.Client {
 	if f.HTTPClient != nil {
 		return f.HTTPClient
@@ -298,7 +271,7 @@ func (f *Fetcher) Issuers(ctx context.Context, cert *x509.Certificate) ([]*x509.
 		return nil, ErrNoURL
 	}
 	callerCtx := ctx
-	ctx, cancel := context.WithTimeout(ctx, f.timeout())
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(f.Timeout, DefaultTimeout))
 	defer cancel()
 
 	// Each URL once, in order; the time budget is shared among those that
@@ -356,7 +329,7 @@ func (f *Fetcher) fromURL(ctx, callerCtx context.Context, key string, u *url.URL
 		if got := issuersOf(cert, e.certs); len(got) > 0 {
 			return got, nil
 		}
-		if now.Sub(e.checked) < f.negativeTTL() {
+		if now.Sub(e.checked) < cmp.Or(f.NegativeTTL, DefaultNegativeTTL) {
 			return nil, &URLError{URL: key, Err: ErrNotIssuer, Cached: true}
 		}
 		// Fetched long enough ago: the URL may serve a new issuer now.
@@ -421,7 +394,7 @@ func (f *Fetcher) lookup(key string, now time.Time) *entry {
 	if !ok {
 		return nil
 	}
-	e = &entry{certs: certs, checked: fetched, until: fetched.Add(f.ttl())}
+	e = &entry{certs: certs, checked: fetched, until: fetched.Add(cmp.Or(f.TTL, DefaultTTL))}
 	f.put(key, e, now)
 	return e
 }
@@ -451,7 +424,7 @@ func (f *Fetcher) put(key string, e *entry, now time.Time) {
 
 // store remembers what key served, in memory and on disk.
 func (f *Fetcher) store(key string, certs []*x509.Certificate, now time.Time) {
-	f.put(key, &entry{certs: certs, checked: now, until: now.Add(f.ttl())}, now)
+	f.put(key, &entry{certs: certs, checked: now, until: now.Add(cmp.Or(f.TTL, DefaultTTL))}, now)
 	if f.CacheDir != "" {
 		// A failed disk write only costs a later re-fetch.
 		_ = f.writeDisk(key, certs, now)
@@ -471,7 +444,7 @@ func (f *Fetcher) failed(key string, err error, now time.Time) {
 		return
 	}
 	f.mu.Unlock()
-	f.put(key, &entry{err: err, checked: now, until: now.Add(f.negativeTTL())}, now)
+	f.put(key, &entry{err: err, checked: now, until: now.Add(cmp.Or(f.NegativeTTL, DefaultNegativeTTL))}, now)
 }
 
 // ---- fetching ----
@@ -537,7 +510,7 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("HTTP status %s", resp.Status)
 	}
-	limit := f.maxSize()
+	limit := cmp.Or(f.MaxSize, DefaultMaxSize)
 	if resp.ContentLength > limit {
 		return nil, fmt.Errorf("%w: %d bytes announced, at most %d accepted", ErrTooLarge, resp.ContentLength, limit)
 	}
@@ -643,7 +616,7 @@ func (f *Fetcher) fetchLDAP(ctx context.Context, u *url.URL) ([]*x509.Certificat
 		firstErr error
 		values   int
 	)
-	limit := f.maxSize()
+	limit := cmp.Or(f.MaxSize, DefaultMaxSize)
 	for _, e := range res.Entries {
 		for _, a := range e.Attributes {
 			base, _, _ := strings.Cut(strings.ToLower(a.Name), ";")
@@ -699,7 +672,7 @@ func (f *Fetcher) readDisk(key string, now time.Time) ([]*x509.Certificate, time
 		return nil, time.Time{}, false
 	}
 	// PEM is about 4/3 of DER; the file holds no more than a response.
-	data, err := io.ReadAll(io.LimitReader(file, 2*f.maxSize()+4096))
+	data, err := io.ReadAll(io.LimitReader(file, 2*cmp.Or(f.MaxSize, DefaultMaxSize)+4096))
 	file.Close()
 	if err != nil {
 		return nil, time.Time{}, false
@@ -709,7 +682,7 @@ func (f *Fetcher) readDisk(key string, now time.Time) ([]*x509.Certificate, time
 		os.Remove(path)
 		return nil, time.Time{}, false
 	}
-	if now.Before(fetched) || !now.Before(fetched.Add(f.ttl())) {
+	if now.Before(fetched) || !now.Before(fetched.Add(cmp.Or(f.TTL, DefaultTTL))) {
 		return nil, time.Time{}, false
 	}
 	return certs, fetched, true
@@ -806,7 +779,7 @@ func (f *Fetcher) roomOnDisk(now time.Time) bool {
 			continue
 		}
 		age := now.Sub(info.ModTime())
-		if age >= f.ttl() || (strings.HasPrefix(e.Name(), ".aia-") && age > time.Hour) {
+		if age >= cmp.Or(f.TTL, DefaultTTL) || (strings.HasPrefix(e.Name(), ".aia-") && age > time.Hour) {
 			if os.Remove(filepath.Join(f.CacheDir, e.Name())) == nil {
 				n--
 			}

@@ -74,6 +74,7 @@ package revocation
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -237,34 +238,6 @@ func (c *Checker) now() time.Time {
 	return time.Now()
 }
 
-func (c *Checker) timeout() time.Duration {
-	if c.Timeout > 0 {
-		return c.Timeout
-	}
-	return DefaultTimeout
-}
-
-func (c *Checker) skew() time.Duration {
-	if c.ClockSkew > 0 {
-		return c.ClockSkew
-	}
-	return DefaultClockSkew
-}
-
-func (c *Checker) maxAge() time.Duration {
-	if c.MaxCacheAge > 0 {
-		return c.MaxCacheAge
-	}
-	return DefaultMaxCacheAge
-}
-
-func (c *Checker) maxCRL() int64 {
-	if c.MaxCRLSize > 0 {
-		return c.MaxCRLSize
-	}
-	return DefaultMaxCRLSize
-}
-
 func (c *Checker) httpClient() *http.Client {
 	if c.HTTPClient != nil {
 		return c.HTTPClient
@@ -272,7 +245,7 @@ func (c *Checker) httpClient() *http.Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.client == nil {
-		c.client = &http.Client{Timeout: c.timeout()}
+		c.client = &http.Client{Timeout: cmp.Or(c.Timeout, DefaultTimeout)}
 	}
 	return c.client
 }
@@ -292,7 +265,7 @@ func (c *Checker) Check(ctx context.Context, cert, issuer *x509.Certificate) Res
 	if !bytes.Equal(cert.RawIssuer, issuer.RawSubject) {
 		return Result{Status: Unknown, Detail: "the issuer given is not the certificate's issuer"}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(c.Timeout, DefaultTimeout))
 	defer cancel()
 
 	var details []string
@@ -300,7 +273,7 @@ func (c *Checker) Check(ctx context.Context, cert, issuer *x509.Certificate) Res
 		octx := ctx
 		if len(cert.CRLDistributionPoints) > 0 {
 			var ocancel context.CancelFunc
-			octx, ocancel = context.WithTimeout(ctx, c.timeout()/2)
+			octx, ocancel = context.WithTimeout(ctx, cmp.Or(c.Timeout, DefaultTimeout)/2)
 			defer ocancel()
 		}
 		r, err := c.checkOCSP(octx, cert, issuer)
@@ -364,7 +337,7 @@ func (c *Checker) checkOCSP(ctx context.Context, cert, issuer *x509.Certificate)
 			errs = append(errs, fmt.Sprintf("ocsp %s: the responder does not know the certificate", u))
 			continue
 		}
-		until := now.Add(c.maxAge())
+		until := now.Add(cmp.Or(c.MaxCacheAge, DefaultMaxCacheAge))
 		if !resp.NextUpdate.IsZero() {
 			until = resp.NextUpdate
 		}
@@ -512,7 +485,7 @@ func (c *Checker) queryOCSP(ctx context.Context, u string, cert, issuer *x509.Ce
 	if echoed && !bytes.Equal(got, nonceExt) {
 		return nil, errors.New("nonce mismatch (replayed response?)")
 	}
-	skew := c.skew()
+	skew := cmp.Or(c.ClockSkew, DefaultClockSkew)
 	if resp.ThisUpdate.After(now.Add(skew)) {
 		return nil, fmt.Errorf("response not yet valid (thisUpdate %s)", resp.ThisUpdate.UTC().Format(time.RFC3339))
 	}
@@ -651,8 +624,8 @@ func (c *Checker) fetchLDAP(ctx context.Context, u string) ([]byte, error) {
 				continue
 			}
 			for _, v := range a.ByteValues {
-				if int64(len(v)) > c.maxCRL() {
-					return nil, fmt.Errorf("CRL larger than %d bytes", c.maxCRL())
+				if int64(len(v)) > cmp.Or(c.MaxCRLSize, DefaultMaxCRLSize) {
+					return nil, fmt.Errorf("CRL larger than %d bytes", cmp.Or(c.MaxCRLSize, DefaultMaxCRLSize))
 				}
 				return v, nil
 			}
@@ -692,7 +665,7 @@ func (c *Checker) getCRL(ctx context.Context, u string, issuer *x509.Certificate
 		var req *http.Request
 		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err == nil {
-			body, err = c.get(req, c.maxCRL())
+			body, err = c.get(req, cmp.Or(c.MaxCRLSize, DefaultMaxCRLSize))
 		}
 	}
 	if err != nil {
@@ -702,7 +675,7 @@ func (c *Checker) getCRL(ctx context.Context, u string, issuer *x509.Certificate
 	if err != nil {
 		return nil, false, err
 	}
-	until := now.Add(c.maxAge())
+	until := now.Add(cmp.Or(c.MaxCacheAge, DefaultMaxCacheAge))
 	if !crl.NextUpdate.IsZero() {
 		until = crl.NextUpdate
 	}
@@ -771,7 +744,7 @@ func (c *Checker) verifyCRL(data []byte, issuer *x509.Certificate, now time.Time
 	if err := crl.CheckSignatureFrom(issuer); err != nil {
 		return nil, fmt.Errorf("bad signature: %v", err)
 	}
-	skew := c.skew()
+	skew := cmp.Or(c.ClockSkew, DefaultClockSkew)
 	if crl.ThisUpdate.After(now.Add(skew)) {
 		return nil, fmt.Errorf("CRL not yet valid (thisUpdate %s)", crl.ThisUpdate.UTC().Format(time.RFC3339))
 	}
