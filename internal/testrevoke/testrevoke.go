@@ -265,15 +265,7 @@ func freeAddr(tb testing.TB) string {
 
 func readCert(tb testing.TB, path string) *x509.Certificate {
 	tb.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		tb.Fatalf("%s: no PEM", path)
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
+	c, err := x509.ParseCertificate(pemBytes(tb, path))
 	if err != nil {
 		tb.Fatalf("%s: %v", path, err)
 	}
@@ -281,6 +273,16 @@ func readCert(tb testing.TB, path string) *x509.Certificate {
 }
 
 func readKey(tb testing.TB, path string) crypto.Signer {
+	tb.Helper()
+	k, err := x509.ParsePKCS8PrivateKey(pemBytes(tb, path))
+	if err != nil {
+		tb.Fatalf("%s: %v", path, err)
+	}
+	return k.(crypto.Signer)
+}
+
+// pemBytes returns the DER of the first PEM block of the file.
+func pemBytes(tb testing.TB, path string) []byte {
 	tb.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -290,11 +292,7 @@ func readKey(tb testing.TB, path string) crypto.Signer {
 	if blk == nil {
 		tb.Fatalf("%s: no PEM", path)
 	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		tb.Fatalf("%s: %v", path, err)
-	}
-	return k.(crypto.Signer)
+	return blk.Bytes
 }
 
 const config = `
