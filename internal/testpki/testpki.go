@@ -87,6 +87,9 @@ type Options struct {
 	// SignatureAlgorithm is the issuer's signature algorithm, e.g.
 	// x509.SHA1WithRSA for a weak certificate; Go's default when zero.
 	SignatureAlgorithm x509.SignatureAlgorithm
+	// IssuingCertificateURL are the caIssuers URLs of the Authority
+	// Information Access extension; none when empty.
+	IssuingCertificateURL []string
 }
 
 // New makes a root (RSA 2048, so gpgsm accepts the chain) and an
@@ -141,12 +144,13 @@ func (p *PKI) Issue(tb testing.TB, o Options) *Identity {
 		o.Issuer = p.Intermediate
 	}
 	tmpl := &x509.Certificate{
-		Subject:            pkix.Name{CommonName: o.Email, Organization: []string{"smimed tests"}},
-		NotBefore:          o.NotBefore,
-		NotAfter:           o.NotAfter,
-		KeyUsage:           o.KeyUsage,
-		ExtKeyUsage:        o.ExtKeyUsage,
-		SignatureAlgorithm: o.SignatureAlgorithm,
+		Subject:               pkix.Name{CommonName: o.Email, Organization: []string{"smimed tests"}},
+		NotBefore:             o.NotBefore,
+		NotAfter:              o.NotAfter,
+		KeyUsage:              o.KeyUsage,
+		ExtKeyUsage:           o.ExtKeyUsage,
+		SignatureAlgorithm:    o.SignatureAlgorithm,
+		IssuingCertificateURL: o.IssuingCertificateURL,
 	}
 	if o.Email != "" {
 		tmpl.EmailAddresses = []string{o.Email}
