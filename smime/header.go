@@ -113,7 +113,9 @@ func readHeader(br *bufio.Reader, max int) (*header, error) {
 		// parser.
 		parse = append(bytes.Clone(parse), "\r\n\r\n"...)
 	}
-	th, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(parse), 4096))
+	hr := headerReaders.get(bytes.NewReader(parse))
+	th, err := textproto.ReadHeader(hr)
+	headerReaders.put(hr) // the parsed header holds copies
 	if err != nil {
 		return nil, badf("header: %v", err)
 	}

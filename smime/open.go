@@ -148,6 +148,9 @@ type layerState struct {
 	decryption string
 	certs      []*x509.Certificate
 	done       bool
+	// inInner says that a multipart/signed layer is processing the
+	// entity inside it (runDetached).
+	inInner bool
 }
 
 // opener holds the state of one Open call.
@@ -198,11 +201,13 @@ func kindOf(h *header) (entityKind, string, map[string]string, error) {
 	return kindPlain, mt, params, nil
 }
 
-// run processes the entity read from r at nesting depth: an S/MIME layer
-// is processed in a goroutine that writes its inner entity into a pipe,
-// which run reads recursively; the innermost entity goes to dst.
+// run processes the entity read from r at nesting depth: a pkcs7-mime
+// layer is processed in a goroutine that writes its inner entity into a
+// pipe, which run reads recursively; a multipart/signed layer reads its
+// first part in run's own goroutine, handing it to run recursively as it
+// goes (runDetached). The innermost entity goes to dst.
 func (o *opener) run(dst io.Writer, r io.Reader, depth int) error {
-	br := bufio.NewReaderSize(r, bufSize)
+	br := mimeReaders.get(r)
 	h, err := readHeader(br, o.opts.MaxHeaderBytes)
 	if err != nil {
 		return err
@@ -242,14 +247,24 @@ func (o *opener) run(dst io.Writer, r io.Reader, depth int) error {
 		if _, err := dst.Write(h.raw); err != nil {
 			return err
 		}
-		_, err := io.Copy(dst, br)
-		return err
+		if _, err := io.Copy(dst, br); err != nil {
+			return err
+		}
+		mimeReaders.put(br)
+		return nil
 	}
 	if len(o.layers) >= o.opts.MaxLayers {
 		return errorf(ErrTooDeep, "more than %d nested S/MIME layers", o.opts.MaxLayers)
 	}
 	l := &layerState{}
 	o.layers = append(o.layers, l)
+	if kind == kindDetached {
+		err := o.runDetached(dst, l, params, br, depth)
+		if err == nil {
+			mimeReaders.put(br)
+		}
+		return err
+	}
 	pr, pw := io.Pipe()
 	o.pipes = append(o.pipes, pr)
 	done := make(chan error, 1)
@@ -271,11 +286,7 @@ func (o *opener) run(dst io.Writer, r io.Reader, depth int) error {
 			pw.CloseWithError(err)
 			done <- err
 		}()
-		if kind == kindDetached {
-			err = o.detached(l, h, params, br, pw)
-		} else {
-			err = o.pkcs7(l, h, params, br, pw)
-		}
+		err = o.pkcs7(l, h, params, br, pw)
 	}()
 	innerErr := o.run(dst, pr, depth+1)
 	if innerErr != nil {
@@ -286,11 +297,65 @@ func (o *opener) run(dst io.Writer, r io.Reader, depth int) error {
 	if layerErr := <-done; layerErr != nil {
 		return layerErr
 	}
+	if innerErr == nil {
+		// The layer's goroutine has ended, and with it every reader of br.
+		mimeReaders.put(br)
+	}
 	return innerErr
 }
 
-// detached processes multipart/signed.
-func (o *opener) detached(l *layerState, h *header, params map[string]string, br *bufio.Reader, pw *io.PipeWriter) error {
+// runDetached processes a multipart/signed layer, whose multipart body br
+// holds, and the entity inside it (its first part, processed by run at
+// depth+1 as it is read), without a goroutine or a pipe between them. It
+// returns as run does with a goroutine: the layer's error when it failed,
+// else the inner entity's.
+func (o *opener) runDetached(dst io.Writer, l *layerState, params map[string]string, br *bufio.Reader, depth int) error {
+	var innerErr error
+	layerErr := o.detachedLayer(l, func() error {
+		return o.detached(l, params, br, func(content io.Reader) error {
+			innerErr = o.run(dst, content, depth+1)
+			return innerErr
+		})
+	})
+	if layerErr != nil {
+		return layerErr
+	}
+	return innerErr
+}
+
+// detachedLayer runs layer, the processing of multipart/signed layer l,
+// and records its end in l as the goroutine of a pkcs7-mime layer does. A
+// panic in layer's own work becomes its error; one while the inner entity
+// is processed (inInner) stops the layer as a pipe closed with that panic
+// would, and goes on to Open, as when run panics.
+func (o *opener) detachedLayer(l *layerState, layer func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if !catchPanics {
+				panic(p)
+			}
+			err = badf("internal error while reading the message: %v", p)
+			if l.inInner {
+				l.inInner = false
+				if l.Error == "" {
+					l.Error = classify(err).Error()
+				}
+				l.done = false
+				panic(p)
+			}
+		}
+		if err != nil && l.Error == "" {
+			l.Error = classify(err).Error()
+		}
+		l.done = err == nil
+	}()
+	return layer()
+}
+
+// detached processes multipart/signed. inner processes the entity in the
+// first part, reading it from content (which also feeds the digests); it
+// returns the inner entity's error.
+func (o *opener) detached(l *layerState, params map[string]string, br *bufio.Reader, inner func(content io.Reader) error) error {
 	l.Type, l.Form = LayerSigned, FormDetached
 	mr, err := newMultipartReader(br, params["boundary"])
 	if err != nil {
@@ -308,18 +373,31 @@ func (o *opener) detached(l *layerState, h *header, params map[string]string, br
 		hashes = append(hashes, crypto.SHA256)
 	}
 	dd := newDualDigest(hashes)
-	if _, err := io.Copy(io.MultiWriter(dd, pw), mr); err != nil {
+	content := io.TeeReader(mr, dd)
+	l.inInner = true
+	innerErr := inner(content)
+	l.inInner = false
+	if innerErr != nil {
+		// The inner entity failed. Like a layer writing into a pipe whose
+		// reader failed, the layer stops with that error, unless the
+		// inner entity had read the whole part already.
+		var one [1]byte
+		if n, err := io.ReadAtLeast(content, one[:], 1); n > 0 {
+			return innerErr
+		} else if err != io.EOF {
+			return err
+		}
+	} else if _, err := copyBuf(io.Discard, content); err != nil {
+		// What the inner entity left unread still counts for the digests.
 		return err
 	}
-	// The inner entity is complete: let the next layer finish.
-	pw.Close()
 
 	if err := mr.Next(); err == io.EOF {
 		return badf("multipart/signed has no signature part")
 	} else if err != nil {
 		return err
 	}
-	sr := bufio.NewReaderSize(mr, 16<<10)
+	sr := partReaders.get(mr)
 	sh, err := readHeader(sr, o.opts.MaxHeaderBytes)
 	if err != nil {
 		return err
@@ -335,7 +413,16 @@ func (o *opener) detached(l *layerState, h *header, params map[string]string, br
 	if err != nil {
 		return err
 	}
-	sdr, err := cms.NewSignedDataReader(dec)
+	// The BER decoder reads through a bufio.Reader: dec when it is one
+	// (sr, for an identity encoding), else a recycled one of the size the
+	// decoder would allocate.
+	var bb *bufio.Reader
+	sdIn := dec
+	if _, ok := dec.(*bufio.Reader); !ok {
+		bb = berReaders.get(dec)
+		sdIn = bb
+	}
+	sdr, err := cms.NewSignedDataReader(sdIn)
 	if err != nil {
 		return err
 	}
@@ -350,6 +437,14 @@ func (o *opener) detached(l *layerState, h *header, params map[string]string, br
 	if _, err := io.Copy(io.Discard, dec); err != nil {
 		return err
 	}
+	// The signature part is read: its buffers are free.
+	if bb != nil {
+		berReaders.put(bb)
+	}
+	if d, ok := dec.(*base64Reader); ok {
+		d.release()
+	}
+	partReaders.put(sr)
 	if err := mr.Next(); err == nil {
 		return badf("multipart/signed has more than two parts")
 	} else if err != io.EOF {
@@ -420,7 +515,7 @@ func sniffContentType(br *bufio.Reader) (asn1.ObjectIdentifier, error) {
 
 // pkcs7 processes application/pkcs7-mime: signed-data, certs-only,
 // enveloped-data or authEnveloped-data, whatever the body holds.
-func (o *opener) pkcs7(l *layerState, h *header, params map[string]string, br *bufio.Reader, pw *io.PipeWriter) error {
+func (o *opener) pkcs7(l *layerState, h *header, params map[string]string, br *bufio.Reader, pw *io.PipeWriter) (err error) {
 	// What smime-type announces, until the content says what it is.
 	switch strings.ToLower(params["smime-type"]) {
 	case "signed-data":
@@ -443,17 +538,29 @@ func (o *opener) pkcs7(l *layerState, h *header, params map[string]string, br *b
 		// Decode base64 in its own goroutine, overlapping the cipher or
 		// the hash.
 		ar := newAsyncReader(dec)
-		defer ar.Close()
+		b64 := dec
+		defer func() {
+			ar.Close()
+			// The goroutine reading b64 has ended.
+			if d, ok := b64.(*base64Reader); ok && err == nil {
+				d.release()
+			}
+		}()
 		dec = ar
 	}
-	body := bufio.NewReaderSize(dec, 32<<10)
+	body := bodyReaders.get(dec)
 	oid, err := sniffContentType(body)
 	if err != nil {
 		return err
 	}
 	switch {
 	case oid.Equal(oidSignedData):
-		return o.opaque(l, body, pw)
+		err := o.opaque(l, body, pw)
+		if err == nil {
+			// The body was read to its end by this goroutine alone.
+			bodyReaders.put(body)
+		}
+		return err
 	case oid.Equal(oidEnvelopedData):
 		l.Type = LayerEnveloped
 		return o.enveloped(l, body, pw)
@@ -476,7 +583,7 @@ func (o *opener) opaque(l *layerState, body io.Reader, pw *io.PipeWriter) error 
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(pw, sdr.Content()); err != nil {
+	if _, err := copyBuf(pw, sdr.Content()); err != nil {
 		return err
 	}
 	pw.Close()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"mime/quotedprintable"
@@ -176,7 +177,24 @@ type base64Reader struct {
 }
 
 func newBase64Reader(r io.Reader, what string) *base64Reader {
-	return &base64Reader{r: r, what: what, in: make([]byte, 0, 32<<10)}
+	bp := copyBufs.Get().(*[]byte)
+	return &base64Reader{r: r, what: what, in: (*bp)[:0]}
+}
+
+// errReleased is what a base64Reader returns once released; nothing reads
+// one then.
+var errReleased = errors.New("smime: internal error: base64 reader used after release")
+
+// release recycles the input buffer; the caller reads d no more.
+func (d *base64Reader) release() {
+	if d.in == nil {
+		return
+	}
+	b := d.in[:cap(d.in)]
+	d.in, d.out, d.err = nil, nil, errReleased
+	if len(b) == copyBufSize {
+		copyBufs.Put(&b)
+	}
 }
 
 // compactBase64 removes CR, LF, space and tab from b in place and returns
