@@ -160,7 +160,7 @@ func (s *Service) chainsForEncryption(ctx context.Context, c *x509.Certificate, 
 	if err != nil {
 		return false
 	}
-	inter := s.issuerPool(ctx)
+	inter := s.issuerPool(ctx).Clone()
 	for _, id := range ids {
 		for _, ic := range id.Chain {
 			inter.AddCert(ic)

@@ -314,7 +314,7 @@ func (s *Service) open(ctx context.Context, op string, req ipc.OpenRequest, in i
 		// Processed but not decryptable (wrong key, failed integrity
 		// check): an outcome the UI shows, not a failed request. Nothing
 		// of the content is valid; the client discards what out received.
-		s.logger.Info("opened", "op", op, "decryption", "failed", "reason", err.Error(), "bytes", msg.n)
+		s.logger.Debug("opened", "op", op, "decryption", "failed", "reason", err.Error(), "bytes", msg.n)
 		status.Encrypted, status.Decryption = true, smime.DecryptionFail
 		status.Error = "the message could not be decrypted: it was damaged or changed in transit, or is not for this key"
 		return status, nil
@@ -329,7 +329,7 @@ func (s *Service) open(ctx context.Context, op string, req ipc.OpenRequest, in i
 		}
 		return status, mapped
 	}
-	s.logger.Info("opened", "op", op, "signature", status.Signature, "decryption", status.Decryption, "bytes", msg.n)
+	s.logger.Debug("opened", "op", op, "signature", status.Signature, "decryption", status.Decryption, "bytes", msg.n)
 	return status, nil
 }
 

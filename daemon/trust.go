@@ -73,7 +73,8 @@ func (s *Service) knownIssuers(ctx context.Context) []*x509.Certificate {
 	return certs
 }
 
-// issuerPool is a fresh pool of knownIssuers, for chain building.
+// issuerPool is the pool of knownIssuers, for chain building. It is
+// shared: Clone it before adding to it.
 func (s *Service) issuerPool(ctx context.Context) *x509.CertPool {
 	pool, err := s.issuers.Pool(ctx)
 	if err != nil {

@@ -30,6 +30,7 @@ type Issuers struct {
 	valid bool
 	certs []*x509.Certificate
 	pool  *x509.CertPool
+	known map[string]bool // fingerprints of certs
 }
 
 // maxIssuers bounds the store; a message cannot fill the disk with CAs.
@@ -54,7 +55,11 @@ func (s *Issuers) Add(ctx context.Context, certs []*x509.Certificate) (bool, err
 		if !c.IsCA || !c.BasicConstraintsValid {
 			continue
 		}
-		path := filepath.Join(s.dir, Fingerprint(c)+".pem")
+		fp := Fingerprint(c)
+		if s.stored(fp) {
+			continue // the common case: a colleague's CA seen again
+		}
+		path := filepath.Join(s.dir, fp+".pem")
 		if _, err := os.Stat(path); err == nil {
 			continue
 		}
@@ -89,15 +94,23 @@ func (s *Issuers) List(ctx context.Context) ([]*x509.Certificate, error) {
 	return append([]*x509.Certificate(nil), s.certs...), nil
 }
 
-// Pool returns a new pool of the stored certificates, for the caller to
-// add to.
+// Pool returns the pool of the stored certificates. It is shared: callers
+// must not add to it (Clone it first).
 func (s *Issuers) Pool(ctx context.Context) (*x509.CertPool, error) {
 	if err := s.load(ctx); err != nil {
 		return x509.NewCertPool(), err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pool.Clone(), nil
+	return s.pool, nil
+}
+
+// stored reports whether the certificate with fingerprint fp was in the
+// directory when it was last read.
+func (s *Issuers) stored(fp string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.valid && s.known[fp]
 }
 
 // load reads the directory when it changed since the last read.
@@ -117,6 +130,7 @@ func (s *Issuers) load(ctx context.Context) error {
 	}
 	var certs []*x509.Certificate
 	pool := x509.NewCertPool()
+	known := map[string]bool{}
 	for _, e := range ents {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -130,7 +144,8 @@ func (s *Issuers) load(ctx context.Context) error {
 		}
 		certs = append(certs, c)
 		pool.AddCert(c)
+		known[Fingerprint(c)] = true
 	}
-	s.certs, s.pool, s.mod, s.valid = certs, pool, st.ModTime(), true
+	s.certs, s.pool, s.known, s.mod, s.valid = certs, pool, known, st.ModTime(), true
 	return nil
 }
