@@ -108,7 +108,7 @@ func daemonReport(rows []daemonRow, benchErr error, benchtime string) string {
 			other = fmt.Sprintf("idle RSS %.1f MiB", rss)
 		}
 		if ns, ok := get(r, "ns/op"); ok && !ok50 && other == "" {
-			other = "mean " + fmtMicros(ns/1000) + " per check"
+			other = "mean " + fmtMicros(ns/1000) + " per operation"
 		}
 		if mbs, ok := get(r, "MB/s"); ok {
 			other = fmt.Sprintf("%.0f MB/s (mean of 5 runs)", mbs)
