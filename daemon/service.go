@@ -225,7 +225,9 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		"allow_agents", cfg.Prompt.AllowAgents,
 		"allow_modern", cfg.Crypto.AllowModern,
 		"default_hash", config.HashName(cfg.Crypto.DefaultHash),
-		"tokens", cfg.Tokens.Enabled, "cache_pin", cfg.Tokens.CachePIN.String())
+		"tokens", cfg.Tokens.Enabled, "cache_pin", cfg.Tokens.CachePIN.String(),
+		"revocation", cfg.Revocation.Policy, "fetch_issuers", cfg.Trust.FetchIssuers,
+		"system_roots", cfg.Trust.SystemRoots, "user_anchors", cfg.Trust.UserAnchors, "directories", len(cfg.Directory.LDAP))
 	s := &Service{
 		cfg:      cfg,
 		store:    store,
