@@ -7,6 +7,7 @@ set -euo pipefail
 # command-or-file  package
 needs=(
   "openssl openssl"
+  "/etc/ssl/certs/ca-certificates.crt ca-certificates"
   "cmsutil libnss3-tools"
   "certutil libnss3-tools"
   "pk12util libnss3-tools"
