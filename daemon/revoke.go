@@ -149,8 +149,8 @@ func (s *Service) issuerChain(ctx context.Context, cert *x509.Certificate, scope
 			return []*x509.Certificate{cert, c}
 		}
 	}
-	for _, c := range s.fetchIssuers(ctx, cert) {
-		return []*x509.Certificate{cert, c}
+	if got := s.fetchIssuers(ctx, cert); len(got) > 0 {
+		return []*x509.Certificate{cert, got[0]}
 	}
 	return []*x509.Certificate{cert}
 }
