@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/smimed/smimed/daemon/certbook"
+	"github.com/smimed/smimed/daemon/directory"
 	"github.com/smimed/smimed/ipc"
 	"github.com/smimed/smimed/keystore"
 	"github.com/smimed/smimed/smime"
@@ -113,6 +114,9 @@ func (s *Service) checkOwnRecipient(ctx context.Context, self *x509.Certificate,
 const (
 	reasonUntrusted            = "untrusted"
 	reasonDirectoryUnreachable = "directory-unreachable"
+	// reasonDirectoryAuthFailed: the directory refused the bind (wrong
+	// password, or none stored in the key store for its bindname).
+	reasonDirectoryAuthFailed = "directory-auth-failed"
 )
 
 // lookupDirectory asks the LDAP directories for addr's certificates (only
@@ -131,7 +135,10 @@ func (s *Service) lookupDirectory(ctx context.Context, addr string, ids []keysto
 		s.logger.Warn("directory lookup", "address", addr, "err", err)
 	}
 	if len(certs) == 0 {
-		if err != nil {
+		switch {
+		case errors.Is(err, directory.ErrBind):
+			return nil, reasonDirectoryAuthFailed
+		case err != nil:
 			return nil, reasonDirectoryUnreachable
 		}
 		return nil, ""

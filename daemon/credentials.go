@@ -20,7 +20,7 @@ import (
 // The password's bytes are handed to the directory without a copy; it
 // zeroes them once the bind is done. They are never logged. A password that
 // cannot be had is an error (the directory turns it into that server's
-// ErrBind, and CertsFind into the reason directory-unreachable) with a log
+// ErrBind, and CertsFind into the reason directory-auth-failed) with a log
 // line saying why, and for a missing one how to store it.
 func directoryCredentials(store *keystore.Store, logger *slog.Logger) directory.CredentialsFunc {
 	return func(ctx context.Context, serverURL string) (string, []byte, error) {

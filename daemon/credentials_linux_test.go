@@ -87,7 +87,7 @@ func (k *keyringSession) storePassword(t *testing.T, server, bindDN, password st
 // authenticated users read certificates, configured by an RFC 4516 URL
 // with a bindname; the password stored with the real secret-tool in a real
 // gnome-keyring. Without the password CertsFind reports
-// directory-unreachable (and the log says what to store), quickly; once it
+// directory-auth-failed (and the log says what to store), quickly; once it
 // is stored, CertsFind and Encrypt find the certificate through the
 // authenticated bind; a wrong password, a locked keyring and the file vault
 // (which holds no such passwords) are reported the same way, with the reason
@@ -116,7 +116,7 @@ func TestDirectorySimpleBind(t *testing.T) {
 		// No password stored: reported per address, quickly.
 		start := time.Now()
 		look, err := h.svc.CertsFind(ctx, "bob@example.org")
-		if err != nil || look.Reason != reasonDirectoryUnreachable || len(look.Certificates) != 0 {
+		if err != nil || look.Reason != reasonDirectoryAuthFailed || len(look.Certificates) != 0 {
 			t.Fatalf("CertsFind without a stored password = %+v, %v", look, err)
 		}
 		if el := time.Since(start); el > 5*time.Second {
@@ -131,7 +131,7 @@ func TestDirectorySimpleBind(t *testing.T) {
 		}
 		msg := newMail("alice@example.org", "bob@example.org", "s", "for Bob")
 		err = h.svc.Encrypt(ctx, ipc.EncryptRequest{To: []string{"bob@example.org"}, From: "alice@example.org"}, bytes.NewReader(msg), &bytes.Buffer{})
-		if ie := wantName(t, err, ipc.NoRecipientCertificate); !strings.Contains(ie.Message, "bob@example.org (directory-unreachable)") {
+		if ie := wantName(t, err, ipc.NoRecipientCertificate); !strings.Contains(ie.Message, "bob@example.org (directory-auth-failed)") {
 			t.Errorf("Encrypt without a stored password: %v", ie)
 		}
 
@@ -151,7 +151,7 @@ func TestDirectorySimpleBind(t *testing.T) {
 		// server's refusal in the log.
 		k.storePassword(t, origin, testldap.ReaderDN, "Wrong-Directory-Secret-1")
 		look, err = h.svc.CertsFind(ctx, "dave@example.org")
-		if err != nil || look.Reason != reasonDirectoryUnreachable || len(look.Certificates) != 0 {
+		if err != nil || look.Reason != reasonDirectoryAuthFailed || len(look.Certificates) != 0 {
 			t.Fatalf("CertsFind with a wrong password = %+v, %v", look, err)
 		}
 		logs = h.logs.String()
@@ -174,7 +174,7 @@ func TestDirectorySimpleBind(t *testing.T) {
 			user: "[directory]\nldap = [" + quote(url) + "]\n"})
 		start := time.Now()
 		look, err := h.svc.CertsFind(h.ctx(), "bob@example.org")
-		if err != nil || look.Reason != reasonDirectoryUnreachable || len(look.Certificates) != 0 {
+		if err != nil || look.Reason != reasonDirectoryAuthFailed || len(look.Certificates) != 0 {
 			t.Fatalf("CertsFind with a locked keyring = %+v, %v", look, err)
 		}
 		if el := time.Since(start); el > 10*time.Second {
@@ -194,7 +194,7 @@ func TestDirectorySimpleBind(t *testing.T) {
 		ctx := h.ctx()
 		h.trustRoot()
 		look, err := h.svc.CertsFind(ctx, "bob@example.org")
-		if err != nil || look.Reason != reasonDirectoryUnreachable || len(look.Certificates) != 0 {
+		if err != nil || look.Reason != reasonDirectoryAuthFailed || len(look.Certificates) != 0 {
 			t.Fatalf("CertsFind with the file vault = %+v, %v", look, err)
 		}
 		if logs := h.logs.String(); !strings.Contains(logs, "the file key store holds no directory passwords") ||

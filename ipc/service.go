@@ -218,6 +218,7 @@ type CertLookup struct {
 	Email        string        `json:"email"`
 	Certificates []Certificate `json:"certificates"`
 	// Reason says why none is usable: none-found, expired, revoked,
-	// wrong-key-usage, untrusted. Empty when Certificates is not.
+	// revocation-unknown, wrong-key-usage, untrusted, directory-unreachable
+	// or directory-auth-failed. Empty when Certificates is not.
 	Reason string `json:"reason,omitempty"`
 }
