@@ -50,8 +50,12 @@
 // (MaxCacheAge when absent). With Checker.CacheDir set, fetched CRLs are also
 // written there (temporary file, fsync, rename: a reader sees the old or the
 // new file, never half of one) and a fresh Checker (a daemon restart) uses
-// them, re-verified on load, while their nextUpdate is ahead. Failures are
-// never cached. Two concurrent checks that both miss the cache both fetch;
+// them, re-verified on load, while their nextUpdate is ahead. A failed
+// source is never cached as such, but an Unknown result is remembered per
+// certificate for Checker.NegativeTTL (2 min by default; not when the
+// caller's context ended): with the responders out of reach (a laptop
+// offline, a firewall dropping packets), reading a folder of mail costs one
+// timeout, not one per message. Two concurrent checks that both miss the cache both fetch;
 // no network access happens under the Checker's lock.
 //
 // Not done yet: OCSP over HTTP GET (POST is always used), authenticated
@@ -177,6 +181,7 @@ const (
 	DefaultClockSkew   = 5 * time.Minute
 	DefaultMaxCacheAge = time.Hour
 	DefaultMaxCRLSize  = 10 << 20
+	DefaultNegativeTTL = 2 * time.Minute
 	maxOCSPResponse    = 1 << 20
 )
 
@@ -202,9 +207,13 @@ type Checker struct {
 	MaxCRLSize int64
 	// CacheDir, when set, keeps fetched CRLs on disk as well (created 0700 as needed).
 	CacheDir string
+	// NegativeTTL is how long an Unknown result is remembered; zero means
+	// DefaultNegativeTTL.
+	NegativeTTL time.Duration
 
 	mu        sync.Mutex
 	ocspCache map[string]ocspEntry
+	unknown   map[string]ocspEntry // recent Unknown results, by ocspKey
 	crlCache  map[string]crlEntry
 	client    *http.Client
 }
@@ -265,6 +274,42 @@ func (c *Checker) Check(ctx context.Context, cert, issuer *x509.Certificate) Res
 	if !bytes.Equal(cert.RawIssuer, issuer.RawSubject) {
 		return Result{Status: Unknown, Detail: "the issuer given is not the certificate's issuer"}
 	}
+	key := ocspKey(cert, issuer)
+	if r, ok := c.recentUnknown(key); ok {
+		return r
+	}
+	r := c.check(ctx, cert, issuer)
+	if r.Status == Unknown && ctx.Err() == nil {
+		c.mu.Lock()
+		if c.unknown == nil {
+			c.unknown = map[string]ocspEntry{}
+		}
+		c.unknown[key] = ocspEntry{result: r, until: c.now().Add(cmp.Or(c.NegativeTTL, DefaultNegativeTTL))}
+		c.mu.Unlock()
+	}
+	return r
+}
+
+// recentUnknown returns the Unknown result remembered for key, if any.
+func (c *Checker) recentUnknown(key string) (Result, bool) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.unknown[key]
+	if !ok {
+		return Result{}, false
+	}
+	if !now.Before(e.until) {
+		delete(c.unknown, key)
+		return Result{}, false
+	}
+	r := e.result
+	r.Cached = true
+	return r, true
+}
+
+// check asks OCSP, then the CRLs, within the time budget.
+func (c *Checker) check(ctx context.Context, cert, issuer *x509.Certificate) Result {
 	ctx, cancel := context.WithTimeout(ctx, cmp.Or(c.Timeout, DefaultTimeout))
 	defer cancel()
 

@@ -184,6 +184,19 @@ func TestUnreachable(t *testing.T) {
 		if got := c.Fails(r); got != (p == HardFail) {
 			t.Errorf("%v: Fails = %v", p, got)
 		}
+		// The unknown answer is remembered: the next message does not
+		// wait for the silent server again.
+		f := getFixture(t)
+		f.hangMu.Lock()
+		conns := len(f.hangConns)
+		f.hangMu.Unlock()
+		again := check(t, c, "hang")
+		f.hangMu.Lock()
+		newConns := len(f.hangConns) - conns
+		f.hangMu.Unlock()
+		if again.Status != Unknown || !again.Cached || again.Detail != r.Detail || newConns != 0 {
+			t.Errorf("second check: %+v with %d new connections, want the remembered unknown", again, newConns)
+		}
 	}
 	// The caller's context also ends the check.
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
