@@ -152,6 +152,10 @@ func daemonTargets(rows []daemonRow) string {
 		if ping, ok := find("RoundTrip/dbus/ping", "p50-µs"); ok {
 			fmt.Fprintf(&w, "  (of which the bare D-Bus round trip through dbus-daemon, Peer.Ping, is %s)\n", fmtMicros(ping))
 		}
+		if d, ok := find("RoundTrip/daemon/verify-4KiB", "p50-µs"); ok {
+			fmt.Fprintf(&w, "  (the daemon's own Verify in process takes %s at p50, so the transport alone adds %s: fd round trip minus in-process daemon)\n",
+				fmtMicros(d), fmtMicros(fd-d))
+		}
 	} else {
 		w.WriteString("- D-Bus overhead: rows missing\n")
 	}

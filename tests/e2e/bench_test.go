@@ -17,6 +17,7 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"io"
 	"os"
 	"os/exec"
@@ -27,6 +28,8 @@ import (
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
+	"github.com/smimed/smimed/daemon"
+	"github.com/smimed/smimed/daemon/config"
 	"github.com/smimed/smimed/internal/peer"
 	"github.com/smimed/smimed/internal/testhsm"
 	"github.com/smimed/smimed/internal/testpki"
@@ -228,6 +231,22 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 		l.report(b)
 	})
+	// The daemon's own Verify in process (the same policy work: trust,
+	// learning, revocation), so that the transport's share shows apart.
+	inproc := inProcessDaemon(b, pp)
+	b.Run("daemon/verify-4KiB", func(b *testing.B) {
+		dctx := ipc.WithCaller(ctx, ipc.Caller{UID: uint32(os.Getuid())})
+		var l latencies
+		for b.Loop() {
+			l.time(func() {
+				st, err := inproc.Verify(dctx, ipc.OpenRequest{}, bytes.NewReader(signed.Bytes()), io.Discard)
+				if err != nil || st.Signature != "good" {
+					b.Fatalf("verify: %+v %v", st, err)
+				}
+			})
+		}
+		l.report(b)
+	})
 	b.Run("engine/verify-4KiB", func(b *testing.B) {
 		var l latencies
 		for b.Loop() {
@@ -240,6 +259,29 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 		l.report(b)
 	})
+}
+
+// inProcessDaemon is a daemon.Service in this process with the file vault
+// and the people's root as its only trust anchor.
+func inProcessDaemon(b *testing.B, pp *people) *daemon.Service {
+	b.Helper()
+	cfg, err := config.Parse(nil, "", []byte("[trust]\nsystem_roots = false\n[audit]\nsyslog = false\n[keystore]\nbackend = \"file\"\n[tokens]\nenabled = false\n"), "bench.toml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	svc, err := daemon.New(context.Background(), daemon.Options{Config: cfg, DataDir: filepath.Join(dir, "data"),
+		AuditPath: filepath.Join(dir, "audit.log"), SpoolDir: filepath.Join(dir, "spool"), CacheDir: filepath.Join(dir, "cache"),
+		Env: []string{}, Version: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { svc.Close() })
+	ctx := ipc.WithCaller(context.Background(), ipc.Caller{UID: uint32(os.Getuid())})
+	if _, err := svc.TrustAdd(ctx, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pp.pki.Root.Cert.Raw})); err != nil {
+		b.Fatal(err)
+	}
+	return svc
 }
 
 // tempFile is a read-write file holding data.
