@@ -23,6 +23,7 @@ func revocationPKI(t *testing.T) *testrevoke.PKI {
 		testrevoke.Spec{Name: "dave", Email: "dave@rev.example", Pointers: testrevoke.DeadResponder},
 		testrevoke.Spec{Name: "me", Email: "me@rev.example"},
 		testrevoke.Spec{Name: "merevoked", Email: "me-old@rev.example", Revoked: true},
+		testrevoke.Spec{Name: "medead", Email: "me-dead@rev.example", Pointers: testrevoke.DeadResponder},
 	)
 }
 
@@ -158,21 +159,50 @@ func TestRevokedRecipient(t *testing.T) {
 	}
 }
 
-// TestRevokedOwnCertificate: signing with one's own revoked certificate is
-// refused with the reason, before any prompt.
+// TestRevokedOwnCertificate: signing with one's own revoked certificate,
+// or encrypting the sent copy to it, is refused with the reason before any
+// prompt; an own certificate whose status cannot be found out is refused
+// under hard-fail and used under soft-fail.
 func TestRevokedOwnCertificate(t *testing.T) {
 	p := revocationPKI(t)
-	h := revocationHarness(t, p, "soft-fail")
-	h.importP12(p.PKCS12(t, "merevoked", p12Password))
-	prompts := len(h.prompts())
-	err := h.svc.Sign(h.ctx(), ipc.SignRequest{From: "me-old@rev.example"},
-		strings.NewReader("From: me-old@rev.example\r\nSubject: x\r\n\r\nbody\r\n"), io.Discard)
-	var ie *ipc.Error
-	if !errors.As(err, &ie) || ie.Name != ipc.NoIdentity || !strings.Contains(ie.Message, "revoked") || !strings.Contains(ie.Message, "keyCompromise") {
-		t.Fatalf("Sign with a revoked certificate: %v, want NoIdentity saying it was revoked", err)
-	}
-	if n := len(h.prompts()); n != prompts {
-		t.Errorf("%d prompts shown for a refused signature", n-prompts)
+	for _, tc := range []struct {
+		policy, name, from string
+		refused            string // "" = signing works
+	}{
+		{"soft-fail", "merevoked", "me-old@rev.example", "keyCompromise"},
+		{"hard-fail", "medead", "me-dead@rev.example", "could not be checked"},
+		{"soft-fail", "medead", "me-dead@rev.example", ""},
+	} {
+		t.Run(tc.policy+"/"+tc.name, func(t *testing.T) {
+			h := revocationHarness(t, p, tc.policy)
+			h.importP12(p.PKCS12(t, tc.name, p12Password))
+			prompts := len(h.prompts())
+			h.setPINs(keyPass)
+			msg := "From: " + tc.from + "\r\nTo: " + tc.from + "\r\nSubject: x\r\n\r\nbody\r\n"
+			err := h.svc.Sign(h.ctx(), ipc.SignRequest{From: tc.from}, strings.NewReader(msg), io.Discard)
+			if tc.refused == "" {
+				if err != nil {
+					t.Fatalf("Sign under %s: %v", tc.policy, err)
+				}
+				return
+			}
+			var ie *ipc.Error
+			if !errors.As(err, &ie) || ie.Name != ipc.NoIdentity || !strings.Contains(ie.Message, tc.refused) {
+				t.Fatalf("Sign: %v, want NoIdentity saying %q", err, tc.refused)
+			}
+			// Encrypting to a good recipient: the sent copy would go to
+			// the same own certificate, which is refused.
+			if _, err := h.svc.CertsAdd(h.ctx(), p.Sign(t, "alice", []byte("Content-Type: text/plain\r\n\r\nhi\r\n"))); err != nil {
+				t.Fatal(err)
+			}
+			err = h.svc.Encrypt(h.ctx(), ipc.EncryptRequest{To: []string{"alice@rev.example"}, From: tc.from}, strings.NewReader(msg), io.Discard)
+			if !errors.As(err, &ie) || ie.Name != ipc.NoIdentity || !strings.Contains(ie.Message, "sent copy") || !strings.Contains(ie.Message, tc.refused) {
+				t.Fatalf("Encrypt with a refused own certificate: %v, want NoIdentity about the sent copy saying %q", err, tc.refused)
+			}
+			if n := len(h.prompts()); n != prompts {
+				t.Errorf("%d prompts shown for refused operations", n-prompts)
+			}
+		})
 	}
 }
 
