@@ -104,7 +104,7 @@ func (s *Service) checkOwnRecipient(ctx context.Context, self *x509.Certificate,
 	if !r.Fails {
 		return nil
 	}
-	if r.Status == revRevoked {
+	if r.Status == smime.RevocationRevoked {
 		return noIdentity("your own certificate %s, which the sent copy is encrypted to, cannot be used: %s", subjectName(self), r.Detail)
 	}
 	return noIdentity("your own certificate %s, which the sent copy is encrypted to, cannot be used: its revocation status could not be checked and the policy requires it (%s)", subjectName(self), r.Detail)

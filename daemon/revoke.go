@@ -16,14 +16,6 @@ import (
 	"github.com/smimed/smimed/smime"
 )
 
-// Revocation statuses, as in the status JSON.
-const (
-	revGood       = string(revocation.Good)
-	revRevoked    = string(revocation.Revoked)
-	revUnknown    = string(revocation.Unknown)
-	revNotChecked = string(revocation.NotChecked)
-)
-
 // Reasons a recipient's certificate is refused for revocation, beside
 // certbook's.
 const (
@@ -53,14 +45,14 @@ func newRevocationChecker(cfg config.Revocation, cacheDir string) (*revocation.C
 // certificate decides; otherwise any unknown makes the chain unknown.
 func (s *Service) chainRevocation(ctx context.Context, chain []*x509.Certificate) smime.Revocation {
 	if s.revoker.Policy == revocation.Off {
-		return smime.Revocation{Status: revNotChecked, Detail: "revocation checking is off"}
+		return smime.Revocation{Status: smime.RevocationNotChecked, Detail: "revocation checking is off"}
 	}
 	if len(chain) == 0 {
 		return s.unknownRevocation("no certificate")
 	}
 	if len(chain) == 1 {
 		if bytes.Equal(chain[0].RawIssuer, chain[0].RawSubject) {
-			return smime.Revocation{Status: revNotChecked, Detail: "the certificate is itself a trust anchor"}
+			return smime.Revocation{Status: smime.RevocationNotChecked, Detail: "the certificate is itself a trust anchor"}
 		}
 		return s.unknownRevocation(fmt.Sprintf("the issuer of %s was not found, so its revocation status cannot be checked", subjectName(chain[0])))
 	}
@@ -78,7 +70,7 @@ func (s *Service) chainRevocation(ctx context.Context, chain []*x509.Certificate
 			if i > 0 {
 				who = "its issuing CA " + subjectName(c)
 			}
-			return smime.Revocation{Status: revRevoked, RevokedAt: r.RevokedAt, Reason: r.Reason, Fails: true,
+			return smime.Revocation{Status: smime.RevocationRevoked, RevokedAt: r.RevokedAt, Reason: r.Reason, Fails: true,
 				Detail: fmt.Sprintf("%s was revoked on %s%s (%s)", who, r.RevokedAt.UTC().Format(time.RFC3339), reasonSuffix(r.Reason), r.Source)}
 		case revocation.Unknown:
 			unknown = append(unknown, fmt.Sprintf("%s: %s", subjectName(c), r.Detail))
@@ -91,11 +83,11 @@ func (s *Service) chainRevocation(ctx context.Context, chain []*x509.Certificate
 	if len(unknown) > 0 {
 		return s.unknownRevocation(strings.Join(unknown, "; "))
 	}
-	return smime.Revocation{Status: revGood, Detail: leafSource}
+	return smime.Revocation{Status: smime.RevocationGood, Detail: leafSource}
 }
 
 func (s *Service) unknownRevocation(detail string) smime.Revocation {
-	return smime.Revocation{Status: revUnknown, Detail: detail,
+	return smime.Revocation{Status: smime.RevocationUnknown, Detail: detail,
 		Fails: s.revoker.Fails(revocation.Result{Status: revocation.Unknown})}
 }
 
@@ -158,7 +150,7 @@ func (s *Service) issuerChain(ctx context.Context, cert *x509.Certificate, scope
 // certRevocation checks one certificate outside a message.
 func (s *Service) certRevocation(ctx context.Context, cert *x509.Certificate, scope certbook.Scope, extra []*x509.Certificate, ids []keystore.Identity, now time.Time) smime.Revocation {
 	if s.revoker.Policy == revocation.Off {
-		return smime.Revocation{Status: revNotChecked, Detail: "revocation checking is off"}
+		return smime.Revocation{Status: smime.RevocationNotChecked, Detail: "revocation checking is off"}
 	}
 	return s.chainRevocation(ctx, s.issuerChain(ctx, cert, scope, extra, ids, now))
 }
@@ -175,14 +167,14 @@ func (s *Service) notRevoked(ctx context.Context, entries []certbook.Entry, ids 
 	for _, e := range entries {
 		r := s.certRevocation(ctx, e.Certificate, certbook.ScopeEncryption, nil, ids, now)
 		if !r.Fails {
-			if r.Status == revUnknown {
+			if r.Status == smime.RevocationUnknown {
 				s.logger.Info("recipient certificate: revocation status unknown (soft-fail)", "sha256", e.Fingerprint(), "detail", r.Detail)
 			}
 			ok = append(ok, e)
 			continue
 		}
 		s.logger.Warn("recipient certificate refused", "sha256", e.Fingerprint(), "revocation", r.Status, "detail", r.Detail)
-		if r.Status == revRevoked {
+		if r.Status == smime.RevocationRevoked {
 			reason = reasonRevoked
 		} else if reason == "" {
 			reason = reasonRevocationUnknown
@@ -203,12 +195,12 @@ func (s *Service) checkOwnCertificate(ctx context.Context, ident keystore.Identi
 	}
 	r := s.certRevocation(ctx, ident.Certificate, certbook.ScopeSigning, ident.Chain, nil, time.Now())
 	if !r.Fails {
-		if r.Status == revUnknown {
+		if r.Status == smime.RevocationUnknown {
 			s.logger.Info("own certificate: revocation status unknown (soft-fail)", "identity", ident.ID, "detail", r.Detail)
 		}
 		return nil
 	}
-	if r.Status == revRevoked {
+	if r.Status == smime.RevocationRevoked {
 		return noIdentity("your certificate %s cannot be used to %s: %s; ask your certificate authority for a new one", subjectName(ident.Certificate), doing, r.Detail)
 	}
 	return noIdentity("your certificate %s cannot be used to %s: its revocation status could not be checked and the policy requires it (%s)", subjectName(ident.Certificate), doing, r.Detail)
