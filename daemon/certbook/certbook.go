@@ -365,6 +365,9 @@ func (b *Book) Anchors(ctx context.Context) ([]*x509.Certificate, error) {
 	for _, name := range names {
 		path := filepath.Join(b.trustDir(), name)
 		c, err := readAnchor(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since the listing (RemoveAnchors running): not damage
+		}
 		if err != nil {
 			errs = append(errs, &CorruptError{Path: path, Err: err})
 			continue
