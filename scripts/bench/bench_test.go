@@ -5,7 +5,9 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"mime/quotedprintable"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -83,14 +85,31 @@ func TestParseBenchOutput(t *testing.T) {
 		"BenchmarkRoundTrip/engine/verify-4KiB-2          \t     200\t    340000 ns/op\t       330 p50-µs\t       900 p99-µs\n" +
 		"BenchmarkIdleRSS-2 \t 1 \t 0 ns/op \t 9.7 idle-RSS-MiB\n" +
 		"PASS\n")
+	paired := func(fd, daemon, engine float64) string {
+		return fmt.Sprintf("BenchmarkRoundTrip/paired/verify-4KiB-2 \t 200 \t 1145761 ns/op \t %g daemon-p50-µs \t %g dbus-fd-p50-µs \t %g engine-p50-µs \t %g overhead-p50-µs\n",
+			daemon, fd, engine, fd-engine)
+	}
 	rows := parseBenchOutput(out)
 	if len(rows) != 3 || rows[0].Name != "RoundTrip/dbus-fd/verify-4KiB" || rows[0].Metrics["p50-µs"] != 1070 {
 		t.Fatalf("rows = %+v", rows)
 	}
-	got := daemonTargets(rows)
-	for _, want := range []string{"740 µs", "**NOT MET**", "9.7 MiB", "target < 20 MiB: met"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("targets %q lack %q", got, want)
-		}
+	tests := []struct {
+		name string
+		out  string
+		want []string
+	}{
+		{"no paired row", "", []string{"paired row is missing", "separate rows, run one after another: 740 µs", "9.7 MiB", "target < 20 MiB: met"}},
+		{"paired, met", paired(610, 255, 200), []string{"paired samples): 410 µs — target < 0.5 ms: met", "takes 55 µs", "transport alone adds 355 µs", "740 µs"}},
+		{"paired, not met", paired(900, 300, 200), []string{"700 µs — target < 0.5 ms: **NOT MET**"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := daemonTargets(append(slices.Clone(rows), parseBenchOutput([]byte(tt.out))...))
+			for _, want := range tt.want {
+				if !strings.Contains(got, want) {
+					t.Errorf("targets %q lack %q", got, want)
+				}
+			}
+		})
 	}
 }

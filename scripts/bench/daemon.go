@@ -79,7 +79,10 @@ func daemonReport(rows []daemonRow, benchErr error, benchtime string) string {
 	p("## The daemon (issues 3, 4, 5)\n\n")
 	p("`go test ./tests/e2e -run '^$' -bench . -benchtime %s`: a real dbus-daemon, the real smimed and smimectl\n", benchtime)
 	p("binaries, a 4 KiB message (25 MiB for SignEncrypt25MiB), RSA-2048. `dbus/` rows go through the Go client with in-memory payloads\n")
-	p("(passed in memory files), `dbus-fd/` rows pass the caller's files, `engine/` rows call the smime package in-process.\n")
+	p("(passed in memory files), `dbus-fd/` rows pass the caller's files, `engine/` rows call the smime package in-process,\n")
+	p("`daemon/` rows call the daemon's Service in-process. `paired/verify-4KiB` runs the dbus-fd verify, the daemon's Verify\n")
+	p("in process and the engine's back to back in every iteration, so that a change in the machine's load hits all three\n")
+	p("alike; the D-Bus overhead target is judged on it.\n")
 	p("\"prompt + unlock\" rows ask the (test) pinentry and run scrypt for every signature, as the default policy\n")
 	p("demands; \"cached-key\" rows run under a policy with a passphrase cache. TokenSign: a SoftHSM always-auth RSA\n")
 	p("key through the daemon (PIN from the test pinentry) vs `pkcs11-tool --sign`. Lookup: a recipient's certificate\n")
@@ -113,6 +116,11 @@ func daemonReport(rows []daemonRow, benchErr error, benchtime string) string {
 		if mbs, ok := get(r, "MB/s"); ok {
 			other = fmt.Sprintf("%.0f MB/s (mean of 5 runs)", mbs)
 		}
+		if fd, ok := get(r, "dbus-fd-p50-µs"); ok {
+			d, _ := get(r, "daemon-p50-µs")
+			e, _ := get(r, "engine-p50-µs")
+			other = fmt.Sprintf("paired p50s: dbus-fd %s, daemon in process %s, engine %s", fmtMicros(fd), fmtMicros(d), fmtMicros(e))
+		}
 		cell := func(v float64, ok bool) string {
 			if !ok {
 				return ""
@@ -128,6 +136,12 @@ func daemonReport(rows []daemonRow, benchErr error, benchtime string) string {
 // daemonTargets checks issue 3's targets: D-Bus overhead under 0.5 ms at
 // p50 (fd round trip of a verify minus the in-process verify) and idle RSS
 // under 20 MiB.
+//
+// The overhead is judged on the paired row, whose iterations run the fd
+// round trip, the daemon's Verify in process and the engine back to back:
+// rows measured one after another on a shared machine differ by the change
+// in its load between them as well. The unpaired difference is printed
+// beside it.
 func daemonTargets(rows []daemonRow) string {
 	find := func(name, unit string) (float64, bool) {
 		for _, r := range rows {
@@ -140,24 +154,25 @@ func daemonTargets(rows []daemonRow) string {
 	}
 	var w strings.Builder
 	w.WriteString("Targets (issue 3):\n\n")
-	fd, ok1 := find("RoundTrip/dbus-fd/verify-4KiB", "p50-µs")
-	eng, ok2 := find("RoundTrip/engine/verify-4KiB", "p50-µs")
-	if ok1 && ok2 {
-		over := fd - eng
+	if over, ok := find("RoundTrip/paired/verify-4KiB", "overhead-p50-µs"); ok {
 		verdict := "met"
 		if over >= 500 {
 			verdict = "**NOT MET**"
 		}
-		fmt.Fprintf(&w, "- D-Bus overhead at p50 (verify 4 KiB through fds minus in-process): %s — target < 0.5 ms: %s\n", fmtMicros(over), verdict)
-		if ping, ok := find("RoundTrip/dbus/ping", "p50-µs"); ok {
-			fmt.Fprintf(&w, "  (of which the bare D-Bus round trip through dbus-daemon, Peer.Ping, is %s)\n", fmtMicros(ping))
-		}
-		if d, ok := find("RoundTrip/daemon/verify-4KiB", "p50-µs"); ok {
-			fmt.Fprintf(&w, "  (the daemon's own Verify in process takes %s at p50, so the transport alone adds %s: fd round trip minus in-process daemon)\n",
-				fmtMicros(d), fmtMicros(fd-d))
-		}
+		fd, _ := find("RoundTrip/paired/verify-4KiB", "dbus-fd-p50-µs")
+		d, _ := find("RoundTrip/paired/verify-4KiB", "daemon-p50-µs")
+		fmt.Fprintf(&w, "- D-Bus overhead at p50 (verify 4 KiB through fds minus the in-process engine, paired samples): %s — target < 0.5 ms: %s\n", fmtMicros(over), verdict)
+		fmt.Fprintf(&w, "  (of it, the daemon's policy work beyond the engine, its Verify in process minus the engine, takes %s, and the transport alone adds %s)\n", fmtMicros(d-(fd-over)), fmtMicros(fd-d))
 	} else {
-		w.WriteString("- D-Bus overhead: rows missing\n")
+		w.WriteString("- D-Bus overhead: the paired row is missing\n")
+	}
+	fd, ok1 := find("RoundTrip/dbus-fd/verify-4KiB", "p50-µs")
+	eng, ok2 := find("RoundTrip/engine/verify-4KiB", "p50-µs")
+	if ok1 && ok2 {
+		fmt.Fprintf(&w, "  (from the separate rows, run one after another: %s)\n", fmtMicros(fd-eng))
+	}
+	if ping, ok := find("RoundTrip/dbus/ping", "p50-µs"); ok {
+		fmt.Fprintf(&w, "  (the bare D-Bus round trip through dbus-daemon, Peer.Ping, is %s)\n", fmtMicros(ping))
 	}
 	if rss, ok := find("IdleRSS", "idle-RSS-MiB"); ok {
 		verdict := "met"
