@@ -71,8 +71,8 @@
 // caller's own context is not remembered. When the cached certificates of a
 // URL do not include a certificate's issuer (the CA may have added a new
 // intermediate at the same URL), the URL is fetched again, at most once per
-// NegativeTTL. No network access happens under the Fetcher's lock; two
-// concurrent calls that both miss the cache both fetch. The memory cache
+// NegativeTTL. No network access happens under the Fetcher's lock; calls
+// that miss the cache for the same URL at the same time share one fetch. The memory cache
 // holds at most 1024 URLs and the disk cache at most 1024 files.
 package aia
 
@@ -214,6 +214,8 @@ type Fetcher struct {
 	mu     sync.Mutex
 	cache  map[string]*entry
 	client *http.Client
+	// flights are the network fetches under way, by URL.
+	flights map[string]*flight
 }
 
 // entry is what the cache knows about one URL: the certificates it served
@@ -334,7 +336,7 @@ func (f *Fetcher) fromURL(ctx, callerCtx context.Context, key string, u *url.URL
 		}
 		// Fetched long enough ago: the URL may serve a new issuer now.
 	}
-	certs, err := f.fetch(ctx, u)
+	certs, err := f.fetchShared(ctx, key, u, now)
 	if err != nil {
 		if callerCtx.Err() == nil {
 			// A failure of the server (including not answering within
@@ -343,11 +345,78 @@ func (f *Fetcher) fromURL(ctx, callerCtx context.Context, key string, u *url.URL
 		}
 		return nil, &URLError{URL: key, Err: err}
 	}
-	f.store(key, certs, now)
 	if got := issuersOf(cert, certs); len(got) > 0 {
 		return got, nil
 	}
 	return nil, &URLError{URL: key, Err: ErrNotIssuer}
+}
+
+// flight is one network fetch of a URL that callers share.
+type flight struct {
+	done    chan struct{} // closed when certs and err are set
+	certs   []*x509.Certificate
+	err     error
+	waiters int // guarded by Fetcher.mu
+	cancel  context.CancelFunc
+}
+
+// fetchShared fetches u once for every caller that misses the cache for it
+// at the same time, and caches what it served. The fetch has the Fetcher's
+// own time budget; each caller stops waiting when its ctx ends, and when
+// the last one has, the fetch is cancelled.
+func (f *Fetcher) fetchShared(ctx context.Context, key string, u *url.URL, now time.Time) ([]*x509.Certificate, error) {
+	f.mu.Lock()
+	fl := f.flights[key]
+	if fl == nil {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmp.Or(f.Timeout, DefaultTimeout))
+		fl = &flight{done: make(chan struct{}), cancel: cancel}
+		if f.flights == nil {
+			f.flights = make(map[string]*flight)
+		}
+		f.flights[key] = fl
+		go f.fly(fctx, key, u, now, fl)
+	}
+	fl.waiters++
+	f.mu.Unlock()
+
+	select {
+	case <-fl.done:
+		f.leave(key, fl)
+		return fl.certs, fl.err
+	case <-ctx.Done():
+		f.leave(key, fl)
+		return nil, ctx.Err()
+	}
+}
+
+// fly runs the fetch of a flight.
+func (f *Fetcher) fly(ctx context.Context, key string, u *url.URL, now time.Time, fl *flight) {
+	defer fl.cancel()
+	certs, err := f.fetch(ctx, u)
+	if err == nil {
+		f.store(key, certs, now)
+	}
+	f.mu.Lock()
+	if f.flights[key] == fl {
+		delete(f.flights, key)
+	}
+	f.mu.Unlock()
+	fl.certs, fl.err = certs, err
+	close(fl.done)
+}
+
+// leave counts a caller out of a flight; the last one cancels it, and a
+// later caller starts a new one.
+func (f *Fetcher) leave(key string, fl *flight) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fl.waiters--
+	if fl.waiters == 0 {
+		fl.cancel()
+		if f.flights[key] == fl {
+			delete(f.flights, key)
+		}
+	}
 }
 
 // issuersOf returns the certificates of certs that issued cert, without

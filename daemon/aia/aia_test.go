@@ -230,6 +230,9 @@ func TestTimeout(t *testing.T) {
 		if !errors.Is(err, context.Canceled) || srv.hitsOf("/hang") != 2 {
 			t.Fatalf("second call: %v, %d requests; want a new request, cancelled", err, srv.hitsOf("/hang"))
 		}
+		// Nobody waits for either request any more: both were cancelled,
+		// long before the Fetcher's own minute.
+		waitFor(t, func() bool { return srv.abandoned.Load() == 2 })
 	})
 
 	t.Run("context already done", func(t *testing.T) {
@@ -499,6 +502,76 @@ func TestConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// TestSharedFetch: callers that miss the cache for the same URL at the same
+// time share one request; one that gives up stops waiting at once, and the
+// request goes on for the others.
+func TestSharedFetch(t *testing.T) {
+	f := getFixture(t)
+	gate := make(chan struct{})
+	srv := newServer(t, map[string]route{"/ca.cer": {body: f.interDER, gate: gate}})
+	fe := &Fetcher{}
+	u := srv.URL + "/ca.cer"
+
+	impatient, giveUp := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := fe.Issuers(impatient, f.leaf(t, nil, u))
+		gaveUp <- err
+	}()
+	waitFor(t, func() bool { return srv.total.Load() == 1 })
+
+	const callers = 10
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Go(func() {
+			got, err := fe.Issuers(context.Background(), f.leaf(t, nil, u))
+			if err == nil && (len(got) != 1 || !got[0].Equal(f.inter.Cert)) {
+				err = errors.New("wrong certificates")
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	// Every caller waits for the one request before the first gives up.
+	waitFor(t, func() bool {
+		fe.mu.Lock()
+		defer fe.mu.Unlock()
+		fl := fe.flights[u]
+		return fl != nil && fl.waiters == callers+1
+	})
+	giveUp()
+	select {
+	case err := <-gaveUp:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the caller that gave up got %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller that gave up is still waiting for the shared fetch")
+	}
+	close(gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := srv.total.Load(); n != 1 {
+		t.Errorf("%d requests for %d simultaneous callers, want 1", n, callers+1)
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("timed out waiting")
 }
 
 func TestParseResponse(t *testing.T) {

@@ -196,6 +196,8 @@ type route struct {
 	body    []byte //
 	chunked bool   // no Content-Length: the body is flushed in pieces
 	hang    bool   // never answer (until the client goes away)
+	// gate, when set, holds the answer until it is closed.
+	gate chan struct{}
 }
 
 // server is a caIssuers HTTP server on loopback that counts requests.
@@ -205,6 +207,9 @@ type server struct {
 	routes map[string]route
 	hits   map[string]int
 	total  atomic.Int64
+	// abandoned counts the requests to hanging routes that the client
+	// gave up on.
+	abandoned atomic.Int64
 }
 
 func newServer(tb testing.TB, routes map[string]route) *server {
@@ -224,12 +229,20 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 	s.hits[r.URL.Path]++
 	rt, ok := s.routes[r.URL.Path]
 	s.mu.Unlock()
+	if ok && rt.gate != nil {
+		select {
+		case <-rt.gate:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	switch {
 	case !ok:
 		http.NotFound(w, r)
 	case rt.hang:
 		select {
 		case <-r.Context().Done():
+			s.abandoned.Add(1)
 		case <-time.After(30 * time.Second):
 		}
 	case rt.chunked:
