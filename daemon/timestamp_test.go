@@ -77,3 +77,54 @@ func TestTimeStampedSignatureRevokedLater(t *testing.T) {
 		})
 	}
 }
+
+// TestTimeStampAuthorityRevoked: the time-stamping authority's own
+// certificate is checked too (here by a CRL made by `openssl ca`). A token
+// from a TSA revoked for key compromise proves no signing time: the signer
+// is judged now, and the reason says why the stamp does not count. A token
+// from a TSA in good standing still does.
+func TestTimeStampAuthorityRevoked(t *testing.T) {
+	p := testrevoke.Start(t,
+		testrevoke.Spec{Name: "signer", Email: "signer@rev.example", Pointers: testrevoke.CRLOnly},
+		testrevoke.Spec{Name: "goodtsa", Pointers: testrevoke.CRLOnly, TimeStamping: true},
+		testrevoke.Spec{Name: "badtsa", Pointers: testrevoke.CRLOnly, TimeStamping: true},
+	)
+	h := revocationHarness(t, p, "soft-fail")
+	signer := p.Identity("signer")
+	stamped := func(tsaName string) []byte {
+		id := p.Identity(tsaName)
+		tsa := peer.NewOpenSSLTSA(t, &testpki.Identity{Cert: id.Certificate, Key: id.Key, Chain: []*x509.Certificate{p.Intermediate}},
+			peer.OpenSSLTSAOptions{IncludeChain: true})
+		opts := smime.SignOptions{Signer: signer.Key, Certificate: signer.Certificate, Chain: []*x509.Certificate{p.Intermediate},
+			TimeStamp: func(_ context.Context, sig []byte) ([]byte, error) { return tsa.Stamp(t, sig, crypto.SHA256), nil }}
+		var out bytes.Buffer
+		if err := smime.Sign(context.Background(), &out, strings.NewReader("Content-Type: text/plain\r\n\r\nstamped\r\n"), opts); err != nil {
+			t.Fatal(err)
+		}
+		return out.Bytes()
+	}
+	msgs := map[string][]byte{"goodtsa": stamped("goodtsa"), "badtsa": stamped("badtsa")}
+	p.Revoke(t, "badtsa", "keyCompromise")
+
+	for _, tc := range []struct {
+		tsa     string
+		trusted bool
+		reason  string
+	}{
+		{"goodtsa", true, "time-stamped by goodtsa"},
+		{"badtsa", false, "time-stamp by badtsa, but the time-stamping authority's certificate was revoked on"},
+	} {
+		t.Run(tc.tsa, func(t *testing.T) {
+			h.t = t
+			st, err := h.svc.Verify(h.ctx(), ipc.OpenRequest{From: "signer@rev.example"}, bytes.NewReader(msgs[tc.tsa]), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sr := st.Layers[0].Signers[0]
+			t.Logf("%s: %s", sr.Outcome, sr.Reason)
+			if sr.Outcome != "good" || (sr.TrustedTime != "") != tc.trusted || !strings.Contains(sr.Reason, tc.reason) {
+				t.Fatalf("outcome %q, trusted time %q; want good, trusted %v, reason with %q: %s", sr.Outcome, sr.TrustedTime, tc.trusted, tc.reason, sr.Reason)
+			}
+		})
+	}
+}

@@ -11,7 +11,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -232,22 +234,89 @@ func TestTrustedTime(t *testing.T) {
 	}
 }
 
-// revHook is a CheckRevocation hook for tests: it answers r and records
-// its calls.
+// revHook is a CheckRevocation hook for tests: it answers r for signers
+// and tsa for time-stamping authorities, and records its calls.
 type revHook struct {
-	r     Revocation
-	calls atomic.Int32
-	chain []*x509.Certificate
-	ctxOK atomic.Bool
+	r        Revocation
+	tsa      Revocation // zero: not checked
+	calls    atomic.Int32
+	tsaCalls atomic.Int32
+	chain    []*x509.Certificate
+	tsaChain []*x509.Certificate
+	ctxOK    atomic.Bool
 }
 
 type ctxKey struct{}
 
 func (h *revHook) check(ctx context.Context, chain []*x509.Certificate) Revocation {
+	h.ctxOK.Store(ctx.Value(ctxKey{}) == "open")
+	if slices.Contains(chain[0].ExtKeyUsage, x509.ExtKeyUsageTimeStamping) {
+		h.tsaCalls.Add(1)
+		h.tsaChain = chain
+		return h.tsa
+	}
 	h.calls.Add(1)
 	h.chain = chain
-	h.ctxOK.Store(ctx.Value(ctxKey{}) == "open")
 	return h.r
+}
+
+// TestTimeStampAuthorityRevocation: the TSA's certificate is checked with
+// the same hook; a revocation that voids its tokens, or an unknown status
+// under hard-fail, takes the trusted time away (the signer is then judged
+// now), and a benign revocation after the token leaves it.
+func TestTimeStampAuthorityRevocation(t *testing.T) {
+	f, x := getTSAFixture(t)
+	tsa := peer.NewOpenSSLTSA(t, x.trusted, peer.OpenSSLTSAOptions{})
+	msg := stampedMsg(t, f.alice, tsa, false)
+	past, future := time.Now().Add(-24*time.Hour), time.Now().Add(24*time.Hour)
+	revoked := func(at time.Time, reason string) Revocation {
+		return Revocation{Status: RevocationRevoked, RevokedAt: at, Reason: reason, Fails: true}
+	}
+	tests := []struct {
+		name    string
+		tsa     Revocation
+		trusted bool     // the token still gives the trusted time
+		reason  []string // in the signer's reason
+	}{
+		{"good", Revocation{Status: RevocationGood}, true, []string{"time-stamped by smimed test TSA"}},
+		{"not-checked", Revocation{}, true, []string{"time-stamped by smimed test TSA"}},
+		{"superseded-after-the-token", revoked(future, "superseded"), true, []string{"time-stamped by smimed test TSA"}},
+		{"superseded-before-the-token", revoked(past, "superseded"), false,
+			[]string{"time-stamp by smimed test TSA, but the time-stamping authority's certificate was revoked on " + past.UTC().Format(dateFormat) + " (superseded), so its signing time is not proven"}},
+		{"key-compromise-after-the-token", revoked(future, "keyCompromise"), false, []string{"(keyCompromise), so its signing time is not proven"}},
+		{"no-reason-after-the-token", revoked(future, ""), false, []string{"certificate was revoked on", "not proven"}},
+		{"unknown-soft-fail", Revocation{Status: RevocationUnknown, Detail: "timeout"}, true, []string{"time-stamped by smimed test TSA"}},
+		{"unknown-hard-fail", Revocation{Status: RevocationUnknown, Detail: "timeout", Fails: true}, false,
+			[]string{"the revocation status of the time-stamping authority's certificate could not be checked: timeout, so its signing time is not proven"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := f.opts()
+			h := &revHook{r: Revocation{Status: RevocationGood}, tsa: tt.tsa}
+			opts.CheckRevocation = h.check
+			ctx := context.WithValue(context.Background(), ctxKey{}, "open")
+			st, err := Open(ctx, io.Discard, bytes.NewReader(msg), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sr := st.Layers[0].Signers[0]
+			t.Logf("%s: %s", sr.Outcome, sr.Reason)
+			if sr.Outcome != OutcomeGood || h.calls.Load() != 1 || h.tsaCalls.Load() != 1 {
+				t.Fatalf("outcome %q, %d signer and %d TSA checks; want good, 1 and 1", sr.Outcome, h.calls.Load(), h.tsaCalls.Load())
+			}
+			if len(h.tsaChain) != 3 || !h.tsaChain[0].Equal(x.trusted.Cert) || !h.tsaChain[2].Equal(f.pki.Root.Cert) {
+				t.Fatalf("TSA chain of %d certificates, not the TSA to the root", len(h.tsaChain))
+			}
+			if got := !sr.TrustedTime.IsZero(); got != tt.trusted || (sr.TimeStamp != nil) != tt.trusted {
+				t.Fatalf("trusted time %v (token %v), want %v", sr.TrustedTime, sr.TimeStamp != nil, tt.trusted)
+			}
+			for _, want := range tt.reason {
+				if !strings.Contains(sr.Reason, want) {
+					t.Fatalf("reason %q lacks %q", sr.Reason, want)
+				}
+			}
+		})
+	}
 }
 
 // TestRevocationHook covers the revocation rules with a hook: revoked,

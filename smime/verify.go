@@ -162,6 +162,8 @@ func (o *opener) evalSigner(ctx context.Context, si *cms.SignerInfo, sd *cms.Sig
 		})
 		if err != nil {
 			tsNote = fmt.Sprintf("The signature carries a time-stamp that does not verify, so its signing time is not proven (%v).", err)
+		} else if why := o.stampRevoked(ctx, ts); why != "" {
+			tsNote = fmt.Sprintf("The signature carries a time-stamp by %s, but %s, so its signing time is not proven.", certName(ts.Authority), why)
 		} else {
 			res.TimeStamp = ts
 			res.TrustedTime = ts.Time
@@ -279,6 +281,53 @@ func (o *opener) judge(chains *chainBuilder, cert *x509.Certificate, at time.Tim
 // in other hands before anyone noticed.
 var benignRevocationReasons = []string{"superseded", "affiliationChanged", "cessationOfOperation", "privilegeWithdrawn"}
 
+// stampRevoked checks the revocation of the TSA's chain with the
+// CheckRevocation hook and says why the token can no longer prove its
+// time, or returns "" when it can. A TSA certificate revoked after the
+// token for a benign reason leaves the token valid (RFC 3161, section 4);
+// one revoked before it, or for key compromise or no stated reason, does
+// not. An unknown status voids the token only when the policy treats it
+// as a failure (hard-fail).
+func (o *opener) stampRevoked(ctx context.Context, ts *cms.TimeStamp) string {
+	if o.opts.CheckRevocation == nil || len(ts.Chain) == 0 {
+		return ""
+	}
+	r := o.opts.CheckRevocation(ctx, ts.Chain)
+	switch {
+	case r.Status == RevocationRevoked && !sparedBy(&r, ts.Time):
+		return "the time-stamping authority's certificate " + revocationWords(&r)
+	case r.Status == RevocationUnknown && r.Fails:
+		return "the revocation status of the time-stamping authority's certificate could not be checked: " + r.Detail
+	}
+	return ""
+}
+
+// revocationWords says when and why a certificate was revoked.
+func revocationWords(r *Revocation) string {
+	w := "was revoked"
+	if !r.RevokedAt.IsZero() {
+		w += " on " + r.RevokedAt.UTC().Format(dateFormat)
+	}
+	if r.Reason != "" {
+		w += " (" + r.Reason + ")"
+	}
+	return w
+}
+
+// sparedBy reports whether revocation r came after something done at the
+// trusted time signed, for a reason that leaves it valid.
+func sparedBy(r *Revocation, signed time.Time) bool {
+	if signed.IsZero() || r.RevokedAt.IsZero() || !signed.Before(r.RevokedAt) {
+		return false
+	}
+	for _, reason := range benignRevocationReasons {
+		if strings.EqualFold(r.Reason, reason) {
+			return true
+		}
+	}
+	return false
+}
+
 // verdict applies a signer's revocation result to its judgements and
 // words the reason.
 type verdict struct {
@@ -289,17 +338,7 @@ type verdict struct {
 
 // revokedAfter reports whether the revocation came after a signature made
 // at signed (a trusted time) for a reason that leaves it valid.
-func (v verdict) revokedAfter(signed time.Time) bool {
-	if signed.IsZero() || v.rev.RevokedAt.IsZero() || !signed.Before(v.rev.RevokedAt) {
-		return false
-	}
-	for _, r := range benignRevocationReasons {
-		if strings.EqualFold(v.rev.Reason, r) {
-			return true
-		}
-	}
-	return false
-}
+func (v verdict) revokedAfter(signed time.Time) bool { return sparedBy(v.rev, signed) }
 
 // final is the outcome of judgement j once revocation is taken into
 // account; signed is the trusted signing time j was judged at, zero for a
@@ -324,14 +363,7 @@ func (v verdict) final(j judgement, signed time.Time) string {
 
 // revokedText says when and why the certificate was revoked.
 func (v verdict) revokedText() string {
-	s := fmt.Sprintf("the certificate of %s was revoked", certName(v.cert))
-	if !v.rev.RevokedAt.IsZero() {
-		s += " on " + v.rev.RevokedAt.UTC().Format(dateFormat)
-	}
-	if v.rev.Reason != "" {
-		s += " (" + v.rev.Reason + ")"
-	}
-	return s
+	return fmt.Sprintf("the certificate of %s %s", certName(v.cert), revocationWords(v.rev))
 }
 
 // unknownText says that revocation could not be checked.

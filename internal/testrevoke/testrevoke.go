@@ -55,6 +55,10 @@ type Spec struct {
 	// ("keyCompromise", "superseded", ...; default keyCompromise).
 	Revoked bool
 	Reason  string
+	// TimeStamping makes it a time-stamping authority's certificate
+	// (extendedKeyUsage critical timeStamping, no emailProtection); it
+	// needs CRLOnly pointers, and Email may be empty.
+	TimeStamping bool
 }
 
 // Identity is an issued leaf with its key.
@@ -124,8 +128,18 @@ func Start(tb testing.TB, specs ...Spec) *PKI {
 	p.RootFile, p.IntermediateFile = filepath.Join(p.Dir, "root.pem"), filepath.Join(p.Dir, "ca.pem")
 	for _, s := range specs {
 		ext := [...]string{OCSPAndCRL: "ee_both", CRLOnly: "ee_crl", DeadResponder: "ee_dead", NoPointers: "ee_none"}[s.Pointers]
-		p.sh(tb, fmt.Sprintf("openssl req -config openssl.cnf -new %s -keyout %[2]s.key -subj '/O=Revocation Test/CN=%[2]s' -addext 'subjectAltName=email:%[3]s' -out %[2]s.csr && "+
-			"openssl ca -batch -config openssl.cnf -extensions %[4]s -notext -in %[2]s.csr -out %[2]s.pem", ec, s.Name, s.Email, ext))
+		if s.TimeStamping {
+			if s.Pointers != CRLOnly {
+				tb.Fatalf("testrevoke: %s: a time-stamping certificate needs CRLOnly pointers", s.Name)
+			}
+			ext = "tsa_crl"
+		}
+		san := ""
+		if s.Email != "" {
+			san = "-addext 'subjectAltName=email:" + s.Email + "'"
+		}
+		p.sh(tb, fmt.Sprintf("openssl req -config openssl.cnf -new %s -keyout %[2]s.key -subj '/O=Revocation Test/CN=%[2]s' %[3]s -out %[2]s.csr && "+
+			"openssl ca -batch -config openssl.cnf -extensions %[4]s -notext -in %[2]s.csr -out %[2]s.pem", ec, s.Name, san, ext))
 		p.ids[s.Name] = &Identity{
 			Certificate: readCert(tb, filepath.Join(p.Dir, s.Name+".pem")),
 			Key:         readKey(tb, filepath.Join(p.Dir, s.Name+".key")),
@@ -346,6 +360,11 @@ authorityInfoAccess = OCSP;URI:{{DEAD}}/
 basicConstraints = CA:false
 keyUsage = critical,digitalSignature,keyAgreement
 extendedKeyUsage = emailProtection
+[ tsa_crl ]
+basicConstraints = CA:false
+keyUsage = critical,digitalSignature
+extendedKeyUsage = critical,timeStamping
+crlDistributionPoints = URI:{{CRL}}
 `
 
 // PKCS12 exports the identity with the issuing CA's certificate as a
