@@ -336,10 +336,6 @@ type verdict struct {
 	rev  *Revocation
 }
 
-// revokedAfter reports whether the revocation came after a signature made
-// at signed (a trusted time) for a reason that leaves it valid.
-func (v verdict) revokedAfter(signed time.Time) bool { return sparedBy(v.rev, signed) }
-
 // final is the outcome of judgement j once revocation is taken into
 // account; signed is the trusted signing time j was judged at, zero for a
 // judgement at the present.
@@ -349,7 +345,7 @@ func (v verdict) final(j judgement, signed time.Time) string {
 	}
 	switch v.rev.Status {
 	case RevocationRevoked:
-		if v.revokedAfter(signed) {
+		if sparedBy(v.rev, signed) {
 			return j.outcome
 		}
 		return OutcomeRevoked
@@ -447,7 +443,7 @@ func (v verdict) reasonStamped(atSigning, now judgement, nowOutcome string) stri
 		switch {
 		case nowOutcome == OutcomeExpired && now.leafOutOfValidity && v.res.TrustedTime.Before(v.cert.NotAfter):
 			r += "; the certificate has since expired on " + v.cert.NotAfter.UTC().Format(dateFormat)
-		case nowOutcome == OutcomeRevoked && v.revokedAfter(v.res.TrustedTime):
+		case nowOutcome == OutcomeRevoked && sparedBy(v.rev, v.res.TrustedTime):
 			r += "; " + v.revokedText() + ", after it was signed, for a reason that does not put earlier signatures in doubt"
 		default:
 			r += "; judged now: " + v.describe(now, nowOutcome)
